@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A vmclock hypervisor moves vm_generation_counter each time the VM is loaded
+ * from a snapshot, so every clone would otherwise go on serving the random
+ * bytes of its siblings. This driver exists for shepherding that change to
+ * random.c, and for telling userspace about it the way vmgenid did.
+ */
+
+#include <linux/acpi.h>
+#include <linux/device.h>
+#include <linux/fs.h>
+#include <linux/kobject.h>
+#include <linux/ktime.h>
+#include <linux/major.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/platform_device.h>
+#include <linux/pm.h>
+#include <linux/random.h>
+#include <linux/stddef.h>
+#include <linux/string.h>
+#include <linux/timex.h>
+#include <linux/workqueue.h>
+#include <asm/barrier.h>
+
+#include <uapi/linux/random.h>
+#include <uapi/linux/vmclock-abi.h>
+
+static_assert(offsetof(struct vmclock_abi, seq_count) == 12);
+static_assert(offsetof(struct vmclock_abi, flags) == 24);
+static_assert(offsetof(struct vmclock_abi, vm_generation_counter) == 104);
+static_assert(sizeof(struct vmclock_abi) == 112);
+
+enum {
+	VMCLOCK_ABI_VERSION = 1,
+	/* How long a hypervisor may leave seq_count odd before we give up. */
+	VMCLOCK_SEQ_TIMEOUT_MS = 100,
+	VMCLOCK_POLL_DEFAULT_MS = 100,
+	VMCLOCK_POLL_MIN_MS = 10,
+	VMCLOCK_POLL_MAX_MS = 60 * MSEC_PER_SEC,
+	/* Documentation/admin-guide/devices.txt: char 1:9 is /dev/urandom. */
+	VMCLOCK_URANDOM_MINOR = 9,
+};
+
+enum vmclock_gen_mode {
+	VMCLOCK_MODE_AUTO,
+	VMCLOCK_MODE_NOTIFY,
+	VMCLOCK_MODE_POLL,
+};
+
+static const char * const vmclock_gen_mode_names[] = {
+	[VMCLOCK_MODE_AUTO] = "auto",
+	[VMCLOCK_MODE_NOTIFY] = "notify",
+	[VMCLOCK_MODE_POLL] = "poll",
+};
+
+typedef void (*vmclock_gen_vmfork_t)(const void *buf, size_t len);
+
+struct vmclock_gen {
+	struct device *dev;
+	const struct vmclock_abi *clk;
+	struct delayed_work check_work;
+	enum vmclock_gen_mode mode;
+	vmclock_gen_vmfork_t add_vmfork;
+	atomic64_t generation;
+	atomic64_t restores;
+};
+
+static enum vmclock_gen_mode vmclock_mode_param = VMCLOCK_MODE_AUTO;
+static unsigned int poll_interval_ms = VMCLOCK_POLL_DEFAULT_MS;
+
+static int vmclock_mode_set(const char *val, const struct kernel_param *kp)
+{
+	int ret = sysfs_match_string(vmclock_gen_mode_names, val);
+
+	if (ret < 0)
+		return ret;
+	vmclock_mode_param = ret;
+	return 0;
+}
+
+static int vmclock_mode_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", vmclock_gen_mode_names[vmclock_mode_param]);
+}
+
+static const struct kernel_param_ops vmclock_mode_ops = {
+	.set = vmclock_mode_set,
+	.get = vmclock_mode_get,
+};
+module_param_cb(mode, &vmclock_mode_ops, NULL, 0444);
+MODULE_PARM_DESC(mode, "How to watch the counter: auto (default), notify or poll");
+
+static int poll_interval_set(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, VMCLOCK_POLL_MIN_MS,
+				     VMCLOCK_POLL_MAX_MS);
+}
+
+static const struct kernel_param_ops poll_interval_ops = {
+	.set = poll_interval_set,
+	.get = param_get_uint,
+};
+
+/*
+ * A poll is one read of a cache line the hypervisor rarely writes, so the
+ * cost is the wakeup, not the read. 100 ms bounds how long a restored clone
+ * can serve its siblings' random bytes to one tick a human would not notice,
+ * at ten wakeups a second of an otherwise idle guest.
+ */
+module_param_cb(poll_interval_ms, &poll_interval_ops, &poll_interval_ms, 0444);
+MODULE_PARM_DESC(poll_interval_ms,
+		 "Poll interval in poll mode, 10..60000 ms (default 100)");
+
+/*
+ * random.c exports add_vmfork_randomness() only when CONFIG_VMGENID=m (6.1 up
+ * to at least 6.12), and Debian builds vmgenid in. Look for it at run time
+ * instead of linking against it, so one module binary loads either way.
+ */
+static vmclock_gen_vmfork_t vmclock_gen_get_vmfork(void)
+{
+#if IS_ENABLED(CONFIG_VMGENID) || IS_ENABLED(CONFIG_VMGENID_VMCLOCK)
+	return symbol_get(add_vmfork_randomness);
+#else
+	return NULL;
+#endif
+}
+
+static void vmclock_gen_put_vmfork(void *unused)
+{
+#if IS_ENABLED(CONFIG_VMGENID) || IS_ENABLED(CONFIG_VMGENID_VMCLOCK)
+	symbol_put(add_vmfork_randomness);
+#endif
+}
+
+/**
+ * vmclock_gen_read() - Copy the vmclock structure under its seq_count.
+ * @vg: driver state
+ * @snap: where to put a consistent copy
+ *
+ * The hypervisor holds seq_count odd while it updates the page. Retry until
+ * a copy is bracketed by two equal, even reads of seq_count, but only for
+ * VMCLOCK_SEQ_TIMEOUT_MS: a hypervisor that stops halfway must not hang us.
+ *
+ * Context: Process context.
+ * Return: 0, or -ETIMEDOUT if no consistent copy could be taken in time.
+ */
+static int vmclock_gen_read(struct vmclock_gen *vg, struct vmclock_abi *snap)
+{
+	ktime_t deadline = ktime_add_ms(ktime_get(), VMCLOCK_SEQ_TIMEOUT_MS);
+	const struct vmclock_abi *clk = vg->clk;
+	u32 seq;
+
+	for (;;) {
+		/* An odd value never matches the second read below. */
+		seq = le32_to_cpu(READ_ONCE(clk->seq_count)) & ~1U;
+		/* Pairs with the hypervisor's fence after it makes seq odd. */
+		virt_rmb();
+		memcpy(snap, clk, sizeof(*snap));
+		/* Pairs with its fence before seq becomes even again. */
+		virt_rmb();
+		if (seq == le32_to_cpu(READ_ONCE(clk->seq_count)))
+			return 0;
+		if (ktime_after(ktime_get(), deadline))
+			return -ETIMEDOUT;
+		cpu_relax();
+	}
+}
+
+/*
+ * Without add_vmfork_randomness(), the strongest thing an unpatched kernel
+ * lets a module do is what RNDRESEEDCRNG does for root: crng_reseed(), which
+ * extracts the input pool (with our seed, RDSEED/RDRAND and the cycle
+ * counter) into a new base key and bumps the generation every per-CPU and
+ * batched output path checks. add_device_randomness() alone would only reach
+ * the input pool and wait for the next scheduled reseed, up to a minute.
+ * The capability check passes because we run in a kworker.
+ */
+static int vmclock_gen_force_reseed(void)
+{
+	struct file *filp;
+	struct inode *inode;
+	int ret;
+
+	filp = filp_open("/dev/urandom", O_RDONLY, 0);
+	if (IS_ERR(filp))
+		return PTR_ERR(filp);
+
+	inode = file_inode(filp);
+	if (S_ISCHR(inode->i_mode) && imajor(inode) == MEM_MAJOR &&
+	    iminor(inode) == VMCLOCK_URANDOM_MINOR)
+		ret = vfs_ioctl(filp, RNDRESEEDCRNG, 0);
+	else
+		ret = -ENODEV;
+	filp_close(filp, NULL);
+	return ret;
+}
+
+static void vmclock_gen_reseed(struct vmclock_gen *vg,
+			       const struct vmclock_abi *snap)
+{
+	/*
+	 * Every clone of one snapshot may see the same counter (Firecracker
+	 * increments it), so the counter alone separates nothing. The cycle
+	 * counter at detection differs between clones; the rest of the page
+	 * carries whatever the hypervisor made unique.
+	 */
+	struct {
+		unsigned long cycles;
+		struct vmclock_abi page;
+	} seed = { .cycles = random_get_entropy(), .page = *snap };
+	int ret;
+
+	if (vg->add_vmfork) {
+		vg->add_vmfork(&seed, sizeof(seed));
+		ret = 0;
+	} else {
+		add_device_randomness(&seed, sizeof(seed));
+		ret = vmclock_gen_force_reseed();
+	}
+	memzero_explicit(&seed, sizeof(seed));
+
+	if (ret)
+		dev_warn_ratelimited(vg->dev,
+				     "VM generation %llu: input mixed but crng not reseeded: %pe\n",
+				     le64_to_cpu(snap->vm_generation_counter),
+				     ERR_PTR(ret));
+	else
+		dev_info_ratelimited(vg->dev, "VM generation %llu: crng reseeded\n",
+				     le64_to_cpu(snap->vm_generation_counter));
+}
+
+static void vmclock_gen_uevent(struct vmclock_gen *vg, u64 generation)
+{
+	char genvar[sizeof("VMCLOCK_GENERATION=18446744073709551615")];
+	/* The variables vmgenid sent in 6.8, our counter, the terminator. */
+	char *envp[3] = { "NEW_VMGENID=1", genvar, NULL };
+
+	snprintf(genvar, sizeof(genvar), "VMCLOCK_GENERATION=%llu", generation);
+	kobject_uevent_env(&vg->dev->kobj, KOBJ_CHANGE, envp);
+}
+
+/*
+ * Runs only from check_work, so never concurrently with itself: one change
+ * of the counter gives one reseed and one uevent, however many notifications
+ * and polls saw it.
+ */
+static int vmclock_gen_check(struct vmclock_gen *vg)
+{
+	struct vmclock_abi snap;
+	u64 generation;
+	int ret;
+
+	ret = vmclock_gen_read(vg, &snap);
+	if (ret) {
+		dev_warn_ratelimited(vg->dev,
+				     "seq_count stayed odd for %d ms, will retry\n",
+				     VMCLOCK_SEQ_TIMEOUT_MS);
+		return ret;
+	}
+	if (!(le64_to_cpu(snap.flags) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT))
+		return 0;
+
+	generation = le64_to_cpu(snap.vm_generation_counter);
+	if (generation == atomic64_read(&vg->generation))
+		return 0;
+
+	vmclock_gen_reseed(vg, &snap);
+	/* Publish before telling anyone, so readers of sysfs see it. */
+	atomic64_set(&vg->generation, generation);
+	atomic64_inc(&vg->restores);
+	vmclock_gen_uevent(vg, generation);
+	sysfs_notify(&vg->dev->kobj, NULL, "generation");
+	return 0;
+}
+
+static void vmclock_gen_work(struct work_struct *work)
+{
+	struct vmclock_gen *vg = container_of(to_delayed_work(work),
+					      struct vmclock_gen, check_work);
+	int ret = vmclock_gen_check(vg);
+
+	if (vg->mode == VMCLOCK_MODE_POLL || ret == -ETIMEDOUT)
+		queue_delayed_work(system_wq, &vg->check_work,
+				   msecs_to_jiffies(READ_ONCE(poll_interval_ms)));
+}
+
+static void vmclock_gen_kick(struct vmclock_gen *vg)
+{
+	mod_delayed_work(system_wq, &vg->check_work, 0);
+}
+
+static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
+{
+	vmclock_gen_kick(data);
+}
+
+static void vmclock_gen_remove_notify(void *data)
+{
+	struct vmclock_gen *vg = data;
+
+	acpi_remove_notify_handler(ACPI_HANDLE(vg->dev), ACPI_DEVICE_NOTIFY,
+				   vmclock_gen_notify);
+}
+
+static void vmclock_gen_cancel_work(void *data)
+{
+	struct vmclock_gen *vg = data;
+
+	cancel_delayed_work_sync(&vg->check_work);
+}
+
+static int vmclock_gen_arm_notify(struct vmclock_gen *vg)
+{
+	acpi_handle handle = ACPI_HANDLE(vg->dev);
+	acpi_status status;
+
+	if (!handle) {
+		dev_err(vg->dev, "notify mode needs an ACPI companion\n");
+		return -ENODEV;
+	}
+	status = acpi_install_notify_handler(handle, ACPI_DEVICE_NOTIFY,
+					     vmclock_gen_notify, vg);
+	if (ACPI_FAILURE(status)) {
+		dev_err(vg->dev, "cannot install notify handler: %s\n",
+			acpi_format_exception(status));
+		return -ENODEV;
+	}
+	return devm_add_action_or_reset(vg->dev, vmclock_gen_remove_notify, vg);
+}
+
+/*
+ * Check what firmware and the hypervisor handed us before trusting any of
+ * it. The constant fields are read once; flags is taken from a consistent
+ * copy, as it may change under seq_count.
+ */
+static int vmclock_gen_validate(struct vmclock_gen *vg, resource_size_t len,
+				struct vmclock_abi *snap)
+{
+	const size_t need = offsetofend(struct vmclock_abi, vm_generation_counter);
+	const struct vmclock_abi *clk = vg->clk;
+	u32 magic = le32_to_cpu(READ_ONCE(clk->magic));
+	u32 size = le32_to_cpu(READ_ONCE(clk->size));
+	u16 version = le16_to_cpu(READ_ONCE(clk->version));
+	struct device *dev = vg->dev;
+
+	if (magic != VMCLOCK_MAGIC) {
+		dev_err(dev, "bad magic %#010x (expected %#010x)\n",
+			magic, VMCLOCK_MAGIC);
+		return -ENODEV;
+	}
+	if (version != VMCLOCK_ABI_VERSION) {
+		dev_err(dev, "unsupported version %u (expected %u)\n",
+			version, VMCLOCK_ABI_VERSION);
+		return -ENODEV;
+	}
+	if (size > len) {
+		dev_err(dev, "size %u exceeds the %llu-byte resource\n",
+			size, (unsigned long long)len);
+		return -ENODEV;
+	}
+	if (size < need) {
+		dev_err(dev, "size %u too small for vm_generation_counter (needs %zu)\n",
+			size, need);
+		return -ENODEV;
+	}
+	if (vmclock_gen_read(vg, snap)) {
+		dev_err(dev, "seq_count stayed odd for %d ms at probe\n",
+			VMCLOCK_SEQ_TIMEOUT_MS);
+		return -ENODEV;
+	}
+	if (!(le64_to_cpu(snap->flags) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT)) {
+		dev_err(dev, "no VM generation counter (flags %#llx)\n",
+			le64_to_cpu(snap->flags));
+		return -ENODEV;
+	}
+	return 0;
+}
+
+static int vmclock_gen_map(struct vmclock_gen *vg, struct platform_device *pdev,
+			   resource_size_t *len)
+{
+	struct resource *res = platform_get_resource(pdev, IORESOURCE_MEM, 0);
+	void *clk;
+
+	if (!res || platform_get_resource(pdev, IORESOURCE_MEM, 1)) {
+		dev_err(vg->dev, "expected exactly one memory resource\n");
+		return -ENODEV;
+	}
+	*len = resource_size(res);
+	if (*len < sizeof(struct vmclock_abi)) {
+		dev_err(vg->dev, "resource %pR too small for the %zu-byte structure\n",
+			res, sizeof(struct vmclock_abi));
+		return -ENODEV;
+	}
+	clk = devm_memremap(vg->dev, res->start, *len, MEMREMAP_WB);
+	if (IS_ERR(clk)) {
+		dev_err(vg->dev, "cannot map %pR: %pe\n", res, clk);
+		return PTR_ERR(clk);
+	}
+	vg->clk = clk;
+	return 0;
+}
+
+static enum vmclock_gen_mode vmclock_gen_pick_mode(u64 flags)
+{
+	if (vmclock_mode_param != VMCLOCK_MODE_AUTO)
+		return vmclock_mode_param;
+	if (flags & VMCLOCK_FLAG_NOTIFICATION_PRESENT)
+		return VMCLOCK_MODE_NOTIFY;
+	return VMCLOCK_MODE_POLL;
+}
+
+static int vmclock_gen_probe(struct platform_device *pdev)
+{
+	struct device *dev = &pdev->dev;
+	struct vmclock_abi snap;
+	struct vmclock_gen *vg;
+	resource_size_t len;
+	int ret;
+
+	vg = devm_kzalloc(dev, sizeof(*vg), GFP_KERNEL);
+	if (!vg)
+		return -ENOMEM;
+	vg->dev = dev;
+
+	ret = vmclock_gen_map(vg, pdev, &len);
+	if (ret)
+		return ret;
+	ret = vmclock_gen_validate(vg, len, &snap);
+	if (ret)
+		return ret;
+
+	vg->add_vmfork = vmclock_gen_get_vmfork();
+	if (vg->add_vmfork) {
+		ret = devm_add_action_or_reset(dev, vmclock_gen_put_vmfork, NULL);
+		if (ret)
+			return ret;
+	}
+
+	/* Like vmgenid: what the page holds now is mixed in, not credited. */
+	add_device_randomness(&snap, sizeof(snap));
+	atomic64_set(&vg->generation, le64_to_cpu(snap.vm_generation_counter));
+	vg->mode = vmclock_gen_pick_mode(le64_to_cpu(snap.flags));
+	INIT_DELAYED_WORK(&vg->check_work, vmclock_gen_work);
+	platform_set_drvdata(pdev, vg);
+
+	ret = devm_add_action_or_reset(dev, vmclock_gen_cancel_work, vg);
+	if (ret)
+		return ret;
+	if (vg->mode == VMCLOCK_MODE_NOTIFY) {
+		ret = vmclock_gen_arm_notify(vg);
+		if (ret)
+			return ret;
+	}
+
+	/* Catch a change that happened before the handler was in place. */
+	vmclock_gen_kick(vg);
+
+	dev_info(dev, "VM generation %llu, %s mode, reseed via %s\n",
+		 le64_to_cpu(snap.vm_generation_counter),
+		 vmclock_gen_mode_names[vg->mode],
+		 vg->add_vmfork ? "add_vmfork_randomness" : "RNDRESEEDCRNG");
+	return 0;
+}
+
+static int vmclock_gen_resume(struct device *dev)
+{
+	vmclock_gen_kick(dev_get_drvdata(dev));
+	return 0;
+}
+
+static DEFINE_SIMPLE_DEV_PM_OPS(vmclock_gen_pm, NULL, vmclock_gen_resume);
+
+static ssize_t generation_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	struct vmclock_gen *vg = dev_get_drvdata(dev);
+
+	return sysfs_emit(buf, "%llu\n", (u64)atomic64_read(&vg->generation));
+}
+static DEVICE_ATTR_RO(generation);
+
+static ssize_t restores_show(struct device *dev,
+			     struct device_attribute *attr, char *buf)
+{
+	struct vmclock_gen *vg = dev_get_drvdata(dev);
+
+	return sysfs_emit(buf, "%llu\n", (u64)atomic64_read(&vg->restores));
+}
+static DEVICE_ATTR_RO(restores);
+
+static ssize_t mode_show(struct device *dev, struct device_attribute *attr,
+			 char *buf)
+{
+	struct vmclock_gen *vg = dev_get_drvdata(dev);
+
+	return sysfs_emit(buf, "%s\n", vmclock_gen_mode_names[vg->mode]);
+}
+static DEVICE_ATTR_RO(mode);
+
+static struct attribute *vmclock_gen_attrs[] = {
+	&dev_attr_generation.attr,
+	&dev_attr_restores.attr,
+	&dev_attr_mode.attr,
+	NULL
+};
+ATTRIBUTE_GROUPS(vmclock_gen);
+
+static const struct acpi_device_id vmclock_gen_acpi_ids[] = {
+	{ "AMZNC10C", 0 },
+	{ "VMCLOCK", 0 },
+	{ }
+};
+MODULE_DEVICE_TABLE(acpi, vmclock_gen_acpi_ids);
+
+/*
+ * No .remove: devm undoes probe in reverse, notify handler first, then the
+ * work, so nothing can requeue it once it is cancelled. (6.1 has an int
+ * .remove, mainline a void one; having none builds on both.)
+ *
+ * ptp_vmclock (mainline 6.13+) binds the same IDs; only one driver gets
+ * the device.
+ */
+static struct platform_driver vmclock_gen_driver = {
+	.probe = vmclock_gen_probe,
+	.driver = {
+		.name = "vmgenid_vmclock",
+		.acpi_match_table = vmclock_gen_acpi_ids,
+		.dev_groups = vmclock_gen_groups,
+		.pm = pm_sleep_ptr(&vmclock_gen_pm),
+	},
+};
+module_platform_driver(vmclock_gen_driver);
+
+MODULE_DESCRIPTION("Reseed the RNG when the vmclock VM generation counter changes");
+MODULE_LICENSE("GPL");
