@@ -1,0 +1,24 @@
+#!/bin/bash
+# Install what the rig, the module build and the checks need, from Debian's
+# archive. Runs apt-get update once, and only when something is missing.
+set -euo pipefail
+
+pkgs=(build-essential linux-headers-amd64 linux-source-6.1 sparse
+      qemu-system-x86 qemu-utils acpica-tools debootstrap cpio xz-utils
+      kmod dkms python3-docutils)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+		grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing ${missing[*]}; run as root to install them" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmgen-reader: read getrandom() in the guest and say which VM generation
+ * the kernel had acknowledged when each sample was taken.
+ *
+ *   vmgen-reader [--interval-ms N]   one line per sample, forever:
+ *                                    "SEQ GENERATION HEX"
+ *   vmgen-reader --once BYTES        print BYTES random bytes as hex, exit
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GEN_PATH "/sys/bus/platform/devices/AMZNC10C:00/generation"
+
+enum { SAMPLE_BYTES = 16, MAX_ONCE = 4096, EXIT_USAGE = 2 };
+
+static int print_random(size_t len)
+{
+	unsigned char buf[MAX_ONCE];
+	size_t i;
+
+	if (getrandom(buf, len, 0) != (ssize_t)len) {
+		fprintf(stderr, "vmgen-reader: getrandom: %s\n", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < len; i++)
+		printf("%02x", buf[i]);
+	putchar('\n');
+	return 0;
+}
+
+static void read_generation(char *out, size_t len)
+{
+	int fd = open(GEN_PATH, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, out, len - 1);
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0) {
+		snprintf(out, len, "-");
+		return;
+	}
+	out[n] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "interval-ms", required_argument, NULL, 'i' },
+		{ "once", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ }
+	};
+	long interval_ms = 20, once = 0;
+	unsigned long long seq;
+	char gen[32], *end;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			interval_ms = strtol(optarg, &end, 10);
+			if (*end || interval_ms < 0)
+				goto usage;
+			break;
+		case 'o':
+			once = strtol(optarg, &end, 10);
+			if (*end || once <= 0 || once > MAX_ONCE)
+				goto usage;
+			break;
+		case 'h':
+			puts("usage: vmgen-reader [--interval-ms N] | --once BYTES");
+			return 0;
+		default:
+			goto usage;
+		}
+	}
+	if (once)
+		return print_random((size_t)once) ? EXIT_FAILURE : 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (seq = 0;; seq++) {
+		struct timespec ts = { interval_ms / 1000,
+				       (interval_ms % 1000) * 1000000 };
+
+		read_generation(gen, sizeof(gen));
+		printf("%llu %s ", seq, gen);
+		if (print_random(SAMPLE_BYTES))
+			return EXIT_FAILURE;
+		nanosleep(&ts, NULL);
+	}
+usage:
+	fputs("usage: vmgen-reader [--interval-ms N] | --once BYTES (1..4096)\n",
+	      stderr);
+	return EXIT_USAGE;
+}

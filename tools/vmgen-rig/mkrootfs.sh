@@ -1,0 +1,46 @@
+#!/bin/bash
+# Build the rig guest's base userspace (a pruned Debian minbase) as an
+# uncompressed cpio archive, once: the result is cached under the key of
+# everything that shapes it, and reused until that changes.
+#
+# usage: mkrootfs.sh CACHE_DIR    prints the path of the archive
+set -euo pipefail
+
+cache=${1:?usage: mkrootfs.sh CACHE_DIR}
+suite=bookworm
+packages=udev,kmod,rng-tools5,wireguard-tools,iproute2
+
+# The Debian mirror apt already uses (deb822 or one-line sources).
+mirror=${VMGEN_MIRROR:-$(
+	{ grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		awk '{print $2}'
+	  grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'
+	} | grep -v security | grep -m1 debian || true)}
+mirror=${mirror:-http://deb.debian.org/debian}
+
+key=$( { cat "$0"; echo "$suite $packages"; } | sha256sum | cut -c1-16)
+out=$cache/rootfs-$key.cpio
+if [ -s "$out" ]; then
+	echo "$out"
+	exit 0
+fi
+
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/rootfs-build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+debootstrap --variant=minbase --include="$packages" "$suite" \
+	"$work/root" "$mirror" >&2
+
+# A RAM-only guest: everything here costs snapshot size and restore time.
+( cd "$work/root" && rm -rf usr/share/doc usr/share/man usr/share/info \
+	usr/share/locale usr/share/i18n usr/share/common-licenses \
+	usr/share/lintian usr/share/bash-completion usr/lib/udev/hwdb.bin \
+	usr/lib/udev/hwdb.d usr/lib/x86_64-linux-gnu/gconv \
+	usr/lib/x86_64-linux-gnu/perl-base usr/bin/perl* var/cache/apt/* \
+	var/lib/apt/lists/* var/log/* )
+
+( cd "$work/root" && find . -xdev | LC_ALL=C sort |
+	cpio --quiet -o -H newc ) >"$work/rootfs.cpio"
+mv "$work/rootfs.cpio" "$out"
+echo "$out"

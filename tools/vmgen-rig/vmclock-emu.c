@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmclock-emu: the hypervisor half of a vmclock device, for QEMU guests whose
+ * RAM is a shared file. It writes the vmclock page straight into that file
+ * and rings the guest through a doorbell socket (a spare UART wired to a
+ * Generic Event Device by the rig's SSDT).
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <linux/vmclock-abi.h>
+
+_Static_assert(offsetof(struct vmclock_abi, seq_count) == 12, "vmclock ABI");
+_Static_assert(offsetof(struct vmclock_abi, flags) == 24, "vmclock ABI");
+_Static_assert(offsetof(struct vmclock_abi, vm_generation_counter) == 104,
+	       "vmclock ABI");
+_Static_assert(sizeof(struct vmclock_abi) == 112, "vmclock ABI");
+
+enum { EXIT_USAGE = 2, PAGE_BYTES = 4096 };
+
+struct opts {
+	const char *ram;
+	const char *doorbell;
+	unsigned long long offset;
+	unsigned long long counter;
+	const char *strategy;
+	int no_gen;
+	int no_notify;
+	long long magic;	/* -1: the real one */
+	long long version;
+	long long size;
+	int ring;
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: vmclock-emu --ram FILE --offset ADDR COMMAND [options]\n"
+	      "\n"
+	      "commands:\n"
+	      "  init    write a fresh vmclock page\n"
+	      "          --counter N        initial vm_generation_counter (0)\n"
+	      "          --no-gen-counter   clear VM_GEN_COUNTER_PRESENT\n"
+	      "          --no-notify        clear NOTIFICATION_PRESENT\n"
+	      "          --magic X --version V --size S   write bad values\n"
+	      "  bump    move the counter as a hypervisor does after a restore\n"
+	      "          --strategy increment|random  (increment)\n"
+	      "          --ring                     ring the doorbell afterwards\n"
+	      "  ring    ring the doorbell once\n"
+	      "  show    print the page\n"
+	      "\n"
+	      "common: --doorbell SOCK (unix socket of the doorbell UART)\n",
+	      f);
+}
+
+static int parse_ull(const char *s, unsigned long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	return (errno || !*s || *end) ? -1 : 0;
+}
+
+static struct vmclock_abi *map_page(const struct opts *o)
+{
+	void *p;
+	int fd;
+
+	if (o->offset % PAGE_BYTES) {
+		fprintf(stderr, "vmclock-emu: offset %#llx is not page aligned\n",
+			o->offset);
+		return NULL;
+	}
+	fd = open(o->ram, O_RDWR);
+	if (fd < 0) {
+		fprintf(stderr, "vmclock-emu: %s: %s\n", o->ram, strerror(errno));
+		return NULL;
+	}
+	p = mmap(NULL, PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+		 (off_t)o->offset);
+	close(fd);
+	if (p == MAP_FAILED) {
+		fprintf(stderr, "vmclock-emu: mmap %s at %#llx: %s\n", o->ram,
+			o->offset, strerror(errno));
+		return NULL;
+	}
+	return p;
+}
+
+static int cmd_init(struct vmclock_abi *clk, const struct opts *o)
+{
+	uint64_t flags = VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT |
+			 VMCLOCK_FLAG_NOTIFICATION_PRESENT;
+
+	if (o->no_gen)
+		flags &= ~(uint64_t)VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT;
+	if (o->no_notify)
+		flags &= ~(uint64_t)VMCLOCK_FLAG_NOTIFICATION_PRESENT;
+
+	memset(clk, 0, PAGE_BYTES);
+	clk->magic = htole32(o->magic < 0 ? VMCLOCK_MAGIC : (uint32_t)o->magic);
+	clk->size = htole32(o->size < 0 ? PAGE_BYTES : (uint32_t)o->size);
+	clk->version = htole16(o->version < 0 ? 1 : (uint16_t)o->version);
+	clk->counter_id = VMCLOCK_COUNTER_INVALID;
+	clk->time_type = VMCLOCK_TIME_UTC;
+	clk->clock_status = VMCLOCK_STATUS_UNKNOWN;
+	clk->flags = htole64(flags);
+	clk->vm_generation_counter = htole64(o->counter);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	return 0;
+}
+
+static uint64_t next_counter(uint64_t cur, const char *strategy)
+{
+	uint64_t v;
+
+	if (!strcmp(strategy, "increment"))
+		return cur + 1;
+	do {
+		if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+			return cur + 1;
+	} while (v == cur);
+	return v;
+}
+
+/* Firecracker's order: seq odd, fence, marker and counter, fence, seq even. */
+static void bump(struct vmclock_abi *clk, const char *strategy)
+{
+	uint32_t seq = le32toh(__atomic_load_n(&clk->seq_count, __ATOMIC_RELAXED));
+	uint64_t gen = le64toh(clk->vm_generation_counter);
+
+	__atomic_store_n(&clk->seq_count, htole32(seq | 1), __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	clk->disruption_marker = htole64(le64toh(clk->disruption_marker) + 1);
+	clk->vm_generation_counter = htole64(next_counter(gen, strategy));
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&clk->seq_count, htole32((seq | 1) + 1),
+			 __ATOMIC_RELAXED);
+}
+
+static int ring(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char byte = '!';
+	int fd, ret = 0;
+
+	if (!path) {
+		fprintf(stderr, "vmclock-emu: ring needs --doorbell SOCK\n");
+		return -1;
+	}
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "vmclock-emu: %s: path too long\n", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    write(fd, &byte, 1) != 1) {
+		fprintf(stderr, "vmclock-emu: doorbell %s: %s\n", path,
+			strerror(errno));
+		ret = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static void show(const struct vmclock_abi *clk)
+{
+	printf("magic 0x%08" PRIx32 "\nsize %" PRIu32 "\nversion %u\n"
+	       "seq_count %" PRIu32 "\nflags 0x%" PRIx64 "\n"
+	       "disruption_marker %" PRIu64 "\nvm_generation_counter %" PRIu64 "\n",
+	       le32toh(clk->magic), le32toh(clk->size), le16toh(clk->version),
+	       le32toh(clk->seq_count), le64toh(clk->flags),
+	       le64toh(clk->disruption_marker),
+	       le64toh(clk->vm_generation_counter));
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "ram", required_argument, NULL, 'r' },
+		{ "offset", required_argument, NULL, 'o' },
+		{ "doorbell", required_argument, NULL, 'd' },
+		{ "counter", required_argument, NULL, 'c' },
+		{ "strategy", required_argument, NULL, 's' },
+		{ "no-gen-counter", no_argument, NULL, 'G' },
+		{ "no-notify", no_argument, NULL, 'N' },
+		{ "magic", required_argument, NULL, 'm' },
+		{ "version", required_argument, NULL, 'v' },
+		{ "size", required_argument, NULL, 'z' },
+		{ "ring", no_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ }
+	};
+	unsigned long long v = 0;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			exit(0);
+		}
+		if (c == '?')
+			return -1;
+		if (optarg && strchr("ocmvz", c) && parse_ull(optarg, &v)) {
+			fprintf(stderr, "vmclock-emu: bad number '%s'\n", optarg);
+			return -1;
+		}
+		switch (c) {
+		case 'r': o->ram = optarg; break;
+		case 'o': o->offset = v; break;
+		case 'd': o->doorbell = optarg; break;
+		case 'c': o->counter = v; break;
+		case 's': o->strategy = optarg; break;
+		case 'G': o->no_gen = 1; break;
+		case 'N': o->no_notify = 1; break;
+		case 'm': o->magic = (long long)(uint32_t)v; break;
+		case 'v': o->version = (long long)(uint16_t)v; break;
+		case 'z': o->size = (long long)(uint32_t)v; break;
+		case 'R': o->ring = 1; break;
+		}
+	}
+	if (strcmp(o->strategy, "increment") && strcmp(o->strategy, "random")) {
+		fprintf(stderr, "vmclock-emu: unknown strategy '%s'\n", o->strategy);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .strategy = "increment", .magic = -1, .version = -1,
+			  .size = -1, .offset = ~0ULL };
+	struct vmclock_abi *clk;
+	const char *cmd;
+
+	if (parse(argc, argv, &o))
+		goto bad_usage;
+	if (optind != argc - 1) {
+		fprintf(stderr, "vmclock-emu: expected one command\n");
+		goto bad_usage;
+	}
+	cmd = argv[optind];
+	if (!strcmp(cmd, "ring"))
+		return ring(o.doorbell) ? EXIT_FAILURE : EXIT_SUCCESS;
+	if (strcmp(cmd, "init") && strcmp(cmd, "bump") && strcmp(cmd, "show")) {
+		fprintf(stderr, "vmclock-emu: unknown command '%s'\n", cmd);
+		goto bad_usage;
+	}
+	if (!o.ram || o.offset == ~0ULL) {
+		fprintf(stderr, "vmclock-emu: %s needs --ram and --offset\n", cmd);
+		goto bad_usage;
+	}
+	clk = map_page(&o);
+	if (!clk)
+		return EXIT_FAILURE;
+	if (!strcmp(cmd, "init"))
+		return cmd_init(clk, &o);
+	if (!strcmp(cmd, "show")) {
+		show(clk);
+		return 0;
+	}
+	bump(clk, o.strategy);
+	if (o.ring && ring(o.doorbell))
+		return EXIT_FAILURE;
+	show(clk);
+	return 0;
+
+bad_usage:
+	usage(stderr);
+	return EXIT_USAGE;
+}
+
