@@ -40,6 +40,7 @@
 #ifndef __VMCLOCK_ABI_H__
 #define __VMCLOCK_ABI_H__
 
+#include <linux/const.h>
 #include <linux/types.h>
 
 struct vmclock_abi {
@@ -70,20 +71,20 @@ struct vmclock_abi {
 	__le64 disruption_marker;
 
 	__le64 flags;
-#define VMCLOCK_FLAG_TAI_OFFSET_VALID		(1 << 0)
+#define VMCLOCK_FLAG_TAI_OFFSET_VALID		_BITULL(0)
 	/* Maintenance that will disrupt the counter is coming. */
-#define VMCLOCK_FLAG_DISRUPTION_SOON		(1 << 1)
-#define VMCLOCK_FLAG_DISRUPTION_IMMINENT	(1 << 2)
-#define VMCLOCK_FLAG_PERIOD_ESTERROR_VALID	(1 << 3)
-#define VMCLOCK_FLAG_PERIOD_MAXERROR_VALID	(1 << 4)
-#define VMCLOCK_FLAG_TIME_ESTERROR_VALID	(1 << 5)
-#define VMCLOCK_FLAG_TIME_MAXERROR_VALID	(1 << 6)
+#define VMCLOCK_FLAG_DISRUPTION_SOON		_BITULL(1)
+#define VMCLOCK_FLAG_DISRUPTION_IMMINENT	_BITULL(2)
+#define VMCLOCK_FLAG_PERIOD_ESTERROR_VALID	_BITULL(3)
+#define VMCLOCK_FLAG_PERIOD_MAXERROR_VALID	_BITULL(4)
+#define VMCLOCK_FLAG_TIME_ESTERROR_VALID	_BITULL(5)
+#define VMCLOCK_FLAG_TIME_MAXERROR_VALID	_BITULL(6)
 	/* Time computed from this page never goes backwards. */
-#define VMCLOCK_FLAG_TIME_MONOTONIC		(1 << 7)
+#define VMCLOCK_FLAG_TIME_MONOTONIC		_BITULL(7)
 	/* vm_generation_counter is maintained by the hypervisor. */
-#define VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT	(1 << 8)
+#define VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT	_BITULL(8)
 	/* The hypervisor notifies the guest each time seq_count turns even. */
-#define VMCLOCK_FLAG_NOTIFICATION_PRESENT	(1 << 9)
+#define VMCLOCK_FLAG_NOTIFICATION_PRESENT	_BITULL(9)
 
 	__u8 pad[2];
 	__u8 clock_status;
