@@ -18,7 +18,13 @@ if [ "$(id -u)" != 0 ]; then
 	echo "deps: missing ${missing[*]}; run as root to install them" >&2
 	exit 1
 fi
-echo "deps: installing ${missing[*]}"
+log=${TMPDIR:-/tmp}/vmgen-deps.log
+echo "deps: installing ${missing[*]} (log: $log)"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+if ! { apt-get update -q &&
+       apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+       >"$log" 2>&1; then
+	tail -20 "$log" >&2
+	echo "deps: apt-get failed, see $log" >&2
+	exit 1
+fi

@@ -6,14 +6,22 @@
  *   vmgen-reader [--interval-ms N]   one line per sample, forever:
  *                                    "SEQ GENERATION HEX"
  *   vmgen-reader --once BYTES        print BYTES random bytes as hex, exit
+ *   vmgen-reader --reseed            force a crng reseed now (root), exit
+ *
+ * --reseed lets a test take a snapshot right after a reseed: 6.1 reseeds on
+ * use once the key is older than uptime/2 (first two minutes) or 60 s, and
+ * a test that wants to show clones *would* share output must read before
+ * that happens on its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/random.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +45,22 @@ static int print_random(size_t len)
 	return 0;
 }
 
+static int reseed(void)
+{
+	int fd = open("/dev/urandom", O_RDONLY), ret;
+	char byte;
+
+	/* The ioctl fails with ENODATA until the crng is initialised. */
+	if (getrandom(&byte, 1, 0) != 1)
+		return -1;
+	ret = fd < 0 ? -1 : ioctl(fd, RNDRESEEDCRNG);
+	if (ret)
+		fprintf(stderr, "vmgen-reader: RNDRESEEDCRNG: %s\n", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
 static void read_generation(char *out, size_t len)
 {
 	int fd = open(GEN_PATH, O_RDONLY);
@@ -57,6 +81,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "interval-ms", required_argument, NULL, 'i' },
 		{ "once", required_argument, NULL, 'o' },
+		{ "reseed", no_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
 	};
@@ -77,8 +102,10 @@ int main(int argc, char **argv)
 			if (*end || once <= 0 || once > MAX_ONCE)
 				goto usage;
 			break;
+		case 'r':
+			return reseed() ? EXIT_FAILURE : 0;
 		case 'h':
-			puts("usage: vmgen-reader [--interval-ms N] | --once BYTES");
+			puts("usage: vmgen-reader [--interval-ms N] | --once BYTES | --reseed");
 			return 0;
 		default:
 			goto usage;
@@ -99,7 +126,7 @@ int main(int argc, char **argv)
 		nanosleep(&ts, NULL);
 	}
 usage:
-	fputs("usage: vmgen-reader [--interval-ms N] | --once BYTES (1..4096)\n",
+	fputs("usage: vmgen-reader [--interval-ms N] | --once BYTES (1..4096) | --reseed\n",
 	      stderr);
 	return EXIT_USAGE;
 }
