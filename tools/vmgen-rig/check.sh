@@ -127,6 +127,16 @@ probe_tests() {
 	expect "a good page binds: generation, mode and 0444 attributes" "$out" \
 		test "$(tr '\n' ' ' <<<"$out")" = "5 notify 444 444 444 "
 
+	out=$(g probe "rmmod vmgenid_vmclock; insmod $ko mode=poll && cat $sysdev/mode;
+		rmmod vmgenid_vmclock")
+	expect "mode=poll forces poll mode on a notifying hypervisor" "got $out" \
+		test "$out" = poll
+	"$rig" page probe init --counter 5 --no-notify >>"$log" 2>&1
+	out=$(g probe "insmod $ko mode=notify && cat $sysdev/mode; rmmod vmgenid_vmclock;
+		insmod $ko && cat $sysdev/mode")
+	expect "mode=notify forces notify mode; auto falls back to poll" \
+		"got $(tr '\n' ' ' <<<"$out")" test "$(tr '\n' ' ' <<<"$out")" = "notify poll "
+
 	# rmmod with the notify handler armed, ring the doorbell with nothing
 	# bound, load again: none of it may leave a splat.
 	out=$(g probe "for i in 1 2 3 4 5; do rmmod vmgenid_vmclock && insmod $ko || echo FAIL; done;
