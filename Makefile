@@ -7,6 +7,8 @@
 #   make module   build vmgenid_vmclock.ko out of tree (KDIR= to override)
 #   make rig      build the QEMU rig (host tools, SSDT, guest initrd)
 #   make deps     install the Debian packages the above need (as root)
+#   make dkms-install   register, build and install the module with DKMS
+#                       for KVER (default: Debian's current amd64 kernel)
 #
 # Build outputs go to build/; slow, reusable ones (the guest rootfs, the
 # guest kernel) to $(VMGEN_CACHE), keyed by their inputs.
@@ -16,6 +18,8 @@ O := $(CURDIR)/build
 KVER ?= $(shell tools/vmgen-rig/kernel.sh version 2>/dev/null)
 KDIR ?= /lib/modules/$(KVER)/build
 MOD := $(O)/module
+VERSION := 0.1
+DKMS_SRC := /usr/src/vmgenid-vmclock-$(VERSION)
 
 export VMGEN_CACHE
 export VMGEN_BUILD := $(O)
@@ -35,9 +39,22 @@ module:
 	cp -p include/uapi/linux/vmclock-abi.h $(MOD)/include/uapi/linux/
 	$(MAKE) -C $(KDIR) M=$(MOD) modules
 
+# The same tree `make module` builds from, plus dkms.conf.
+dkms-install:
+	@test -n "$(KVER)" || { echo "dkms-install: set KVER=" >&2; exit 1; }
+	-dkms remove -q vmgenid-vmclock/$(VERSION) --all 2>/dev/null
+	rm -rf $(DKMS_SRC)
+	mkdir -p $(DKMS_SRC)/include/uapi/linux
+	cp tools/dkms/Kbuild drivers/virt/vmgenid_vmclock.c $(DKMS_SRC)/
+	cp include/uapi/linux/vmclock-abi.h $(DKMS_SRC)/include/uapi/linux/
+	sed 's/@VERSION@/$(VERSION)/' tools/dkms/dkms.conf >$(DKMS_SRC)/dkms.conf
+	dkms add vmgenid-vmclock/$(VERSION)
+	dkms build vmgenid-vmclock/$(VERSION) -k $(KVER)
+	dkms install vmgenid-vmclock/$(VERSION) -k $(KVER)
+
 rig: module
 	cp -p $$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE)) $(O)/rig-vmlinuz.tmp
-	$(MAKE) -C tools/vmgen-rig O=$(O) MODULE=$(MOD)/vmgenid_vmclock.ko
+	$(MAKE) -C tools/vmgen-rig O=$(O) MODULE=$(MOD)/vmgenid_vmclock.ko KVER=$(KVER)
 	mv $(O)/rig-vmlinuz.tmp $(O)/rig/vmlinuz
 
 demo: deps
@@ -49,4 +66,4 @@ check: deps
 clean:
 	rm -rf $(O)
 
-.PHONY: all deps module rig demo check clean
+.PHONY: all deps module dkms-install rig demo check clean
