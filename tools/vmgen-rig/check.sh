@@ -20,8 +20,59 @@ expect() {
 }
 
 # ---------------------------------------------------------------- build
-step "Building the module and the rig" make -C "$top" rig || {
-	echo "0 passed, 1 failed"
+# Debian's linux-source-6.1, unpacked once into the cache: checkpatch and
+# kernel-doc come from it, and the selftests build in it as in-tree ones.
+ktree() {
+	local ver dir
+	ver=$(dpkg-query -W -f='${Version}' linux-source-6.1) || return 1
+	dir=$VMGEN_CACHE/linux-source-6.1-$ver
+	if [ ! -e "$dir/.unpacked" ]; then
+		rm -rf "$dir" && mkdir -p "$dir"
+		tar -xJf /usr/src/linux-source-6.1.tar.xz -C "$dir" \
+			--strip-components=1 || return 1
+		touch "$dir/.unpacked"
+	fi
+	echo "$dir"
+}
+
+# Copy the selftests into the tree and build them the kernel's way; the
+# installed folder goes into the guest.
+kselftest_build() {
+	local tree=$1
+	rsync -a --delete "$top/tools/testing/selftests/vmgen/" \
+		"$tree/tools/testing/selftests/vmgen/" &&
+	rm -rf "$VMGEN_BUILD/kselftest" "$VMGEN_BUILD/kselftest-out" &&
+	make -C "$tree/tools/testing/selftests" TARGETS=vmgen \
+		O="$VMGEN_BUILD/kselftest-out" \
+		INSTALL_PATH="$VMGEN_BUILD/kselftest" install
+}
+
+kver=$("$here/kernel.sh" version)
+dkms_ko=/lib/modules/$kver/updates/dkms/vmgenid_vmclock.ko
+step "Unpacking Debian's linux-source-6.1 (cached)" ktree &&
+	tree=$(ktree) || { echo "0 passed, 1 failed"; exit 1; }
+if step "DKMS: add, build and install against Debian's headers" \
+	make -C "$top" dkms-install KVER="$kver"; then
+	pass "dkms: add/build/install for $kver"
+else
+	fail "dkms: add/build/install for $kver" "see $log"
+	dkms_ko=
+fi
+if step "Building the selftests in-tree (tools/testing/selftests)" \
+	kselftest_build "$tree"; then
+	pass "kselftest: vmgen builds in-tree with lib.mk"
+else
+	fail "kselftest: vmgen builds in-tree with lib.mk" "see $log"
+fi
+out=$(make -C "$tree/tools/testing/selftests" TARGETS=vmgen \
+	O="$VMGEN_BUILD/kselftest-out" run_tests 2>&1)
+echo "$out" >>"$log"
+expect "kselftest: in-tree run_tests on the host skips cleanly (no device)" \
+	"$(grep -E '^(not )?ok' <<<"$out")" \
+	test -z "$(grep '^not ok' <<<"$out")" -a -n "$(grep '^ok 2 .*vmgen_restore # SKIP' <<<"$out")"
+step "Building the module and the rig" make -C "$top" rig \
+	${dkms_ko:+DKMS_MODULE=$dkms_ko} KSELFTEST="$VMGEN_BUILD/kselftest" || {
+	echo "$passed passed, $((failed + 1)) failed"
 	exit 1
 }
 
@@ -38,21 +89,6 @@ host_tests() {
 host_tests
 
 # ---------------------------------------------------------------- lint
-# checkpatch and kernel-doc come from Debian's linux-source-6.1, unpacked
-# once into the cache (scripts/ only).
-kscripts() {
-	local tarball=/usr/src/linux-source-6.1.tar.xz ver dir
-	ver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-	dir=$VMGEN_CACHE/linux-source-6.1-$ver
-	if [ ! -x "$dir/scripts/checkpatch.pl" ]; then
-		mkdir -p "$dir.tmp"
-		tar -xJf "$tarball" -C "$dir.tmp" --strip-components=1 \
-			linux-source-6.1/scripts >>"$log" 2>&1 || return 1
-		rm -rf "$dir" && mv "$dir.tmp" "$dir"
-	fi
-	echo "$dir/scripts"
-}
-
 lint() {
 	local scripts out lintmod=$VMGEN_BUILD/lint-module
 	rm -rf "$lintmod"
@@ -64,10 +100,7 @@ lint() {
 	expect "lint: sparse (C=2) reports nothing on the driver" \
 		"$(grep -E 'vmgenid_vmclock.c:[0-9]+' <<<"$out" | head -3)" \
 		test -z "$(grep -E 'vmgenid_vmclock.c:[0-9]+' <<<"$out")"
-	if ! scripts=$(kscripts); then
-		fail "lint: kernel scripts" "cannot unpack linux-source-6.1 scripts"
-		return
-	fi
+	scripts=$tree/scripts
 	out=$("$scripts/checkpatch.pl" --strict --no-tree -q -f \
 		"$top/drivers/virt/vmgenid_vmclock.c" 2>&1)
 	expect "lint: checkpatch --strict is clean on the driver" "$out" test -z "$out"
@@ -157,6 +190,8 @@ inplace_tests() {	# inplace_tests VM MODE [boot options]
 	boot "$vm" "$@" || { fail "$mode mode tests" "guest did not boot"; return; }
 	expect "$mode mode: the driver picked $mode mode" "got $(g "$vm" cat $sysdev/mode)" \
 		test "$(g "$vm" cat $sysdev/mode)" = "$mode"
+	# rngd (rng-tools5) feeds the pool from RDRAND: it must survive restores.
+	g "$vm" "rngd 2>/dev/null; $reader --reseed" >>"$log"
 	g "$vm" "$reader --reseed" >>"$log"
 	step "Taking snapshot s0 of '$vm'" "$rig" savevm "$vm" s0 || return
 	ring=(); [ "$mode" = poll ] && ring=(--no-ring)
@@ -176,6 +211,11 @@ inplace_tests() {	# inplace_tests VM MODE [boot options]
 		expect "$mode mode: restore #$i gives one reseed and one uevent" \
 			"restores, uevents, reseed lines: $(tr '\n' ' ' <<<"$out")" \
 			test "$(tr '\n' ' ' <<<"$out")" = "1 1 1 "
+		out=$(g "$vm" "cat /run/vmgenid/history")
+		expect "$mode mode: restore #$i: the example udev rule fired once" \
+			"history: $(tr '\n' ' ' <<<"$out"), generation $gen" test "$out" = "$gen"
+		expect "$mode mode: restore #$i: rngd still running" "rngd is gone" \
+			test -n "$(g "$vm" pidof rngd)"
 	done
 	expect "$mode mode: two loadvm of one snapshot give different getrandom bytes" \
 		"both gave '${bytes[0]:-}'" \
@@ -217,6 +257,14 @@ clone_pair() {	# clone_pair ORIGIN STATE STRATEGY LABEL EXPECT
 		expect "$label: the two clones' getrandom bytes differ" \
 			"both gave '${bytes[0]:-}'" \
 			test -n "${bytes[0]:-}" -a "${bytes[0]:-}" != "${bytes[1]:-}"
+		# FIPS 140-2 fails about 0.08% of good 20000-bit blocks: 0.8
+		# expected in 1000, and more than 5 happens with p < 3e-4.
+		for c in "${clones[@]}"; do
+			out=$(g "$c" "head -c 2500004 /dev/urandom | rngtest -c 1000 2>&1 |
+				sed -n 's/.*FIPS 140-2 failures: //p'")
+			expect "$label: $c: rngtest over 1000 blocks after the restore, <= 5 failures" \
+				"${out:-no rngtest output} failures" test "${out:-99}" -le 5
+		done
 		for c in "${clones[@]}"; do
 			gens+=("$(g "$c" cat $sysdev/generation)")
 			out=$(g "$c" "cat $sysdev/restores; wc -l </run/vmgen/uevents")
@@ -255,7 +303,114 @@ clone_tests() {	# clone_tests ORIGIN LABEL EXPECT STRATEGY... -- [boot options]
 	rm -f "$state"
 }
 
+dkms_tests() {
+	local out
+	if [ -z "$dkms_ko" ]; then
+		skip "dkms: module autoloads in the guest" "DKMS install failed"
+		return
+	fi
+	boot dkms --no-module --append vmgen.dkms=1 ||
+		{ fail "dkms tests" "guest did not boot"; return; }
+	out=$(g dkms "modinfo -F filename vmgenid_vmclock; basename \$(readlink $sysdev/driver)")
+	expect "dkms: udev autoloads the DKMS-installed module, which binds" \
+		"$(tr '\n' ' ' <<<"$out")" \
+		test "$(tr '\n' ' ' <<<"$out")" = "/lib/modules/$kver/updates/dkms/vmgenid_vmclock.ko vmgenid_vmclock "
+	"$rig" savevm dkms s0 >>"$log" 2>&1 && "$rig" loadvm dkms s0 >>"$log" 2>&1
+	expect "dkms: the DKMS module reseeds on a restore" "restores stayed 0" \
+		until_true 30 restores_at_least dkms 1
+	no_splat dkms
+	"$rig" down dkms
+}
+
+# kselftests driven by the rig: vmgen_restore waits in the guest, the rig
+# snapshots it while it waits, and restores it; the samples it prints are
+# compared here, across two loadvm of one snapshot and across clones.
+kst=/usr/lib/vmgen/kselftest
+
+kst_tap() {	# kst_tap LABEL LOG-TEXT: count the test binary's own results
+	local label=$1 line name n=0
+	while IFS= read -r line; do
+		[[ "$line" =~ ^#\ (not\ )?ok\ [0-9]+\ (.*)$ ]] || continue
+		n=$((n + 1))
+		name=${BASH_REMATCH[2]}
+		if [[ "$name" == *"# SKIP"* ]]; then
+			skip "$label: ${name%%# SKIP*}" "${name#*# SKIP }"
+		elif [ -n "${BASH_REMATCH[1]}" ]; then
+			fail "$label: $name" "not ok"
+		else
+			pass "$label: $name"
+		fi
+	done <<<"$2"
+	[ "$n" -gt 0 ] || fail "$label" "no TAP results: $(tail -3 <<<"$2")"
+}
+
+kst_start() {	# start vmgen_restore in VM, return once it is armed
+	g "$1" "rm -f /run/vmgen/kst.ready; cd $kst &&
+		VMGEN_RESTORE_TIMEOUT=120 VMGEN_READY_FILE=/run/vmgen/kst.ready
+		./run_kselftest.sh -t vmgen:vmgen_restore >/run/vmgen/kst.log 2>&1 &" &&
+	until_true 30 g "$1" "test -e /run/vmgen/kst.ready"
+}
+
+# kst_collect VM LABEL: wait for vmgen_restore to finish, count its results
+# and leave its samples in $samples (not printed: counting must happen in
+# this shell, not in a $(...) subshell).
+kst_collect() {
+	samples=
+	if ! until_true 60 g "$1" "grep -qE '^(not )?ok [0-9]+ selftests: vmgen: vmgen_restore' /run/vmgen/kst.log"; then
+		fail "$2" "vmgen_restore did not finish"
+		return
+	fi
+	kst_tap "$2" "$(g "$1" cat /run/vmgen/kst.log)"
+	samples=$(g "$1" "grep -o 'sample [a-z]*=.*' /run/vmgen/kst.log")
+}
+
+kst_compare() {	# kst_compare LABEL SAMPLES-A SAMPLES-B
+	local kind a b
+	for kind in getrandom urandom uuid; do
+		a=$(sed -n "s/^sample $kind=//p" <<<"$2")
+		b=$(sed -n "s/^sample $kind=//p" <<<"$3")
+		expect "$1: $kind differs" "both '$a'" test -n "$a" -a -n "$b" -a "$a" != "$b"
+	done
+}
+
+kselftest_tests() {
+	local out a b state=$VMGEN_RIG_DIR/kst.state
+	boot kst || { fail "kselftests" "guest did not boot"; return; }
+	out=$(g kst "cd $kst && ./run_kselftest.sh -t vmgen:vmgen_sysfs")
+	echo "$out" >>"$log"
+	kst_tap "kselftest vmgen_sysfs" "$out"
+
+	kst_start kst || { fail "kselftest vmgen_restore" "did not arm"; return; }
+	g kst "$reader --reseed" >>"$log"
+	step "Snapshotting 'kst' while vmgen_restore waits" "$rig" savevm kst s0 || return
+	"$rig" loadvm kst s0 >>"$log" 2>&1
+	kst_collect kst "kselftest vmgen_restore (loadvm #1)"
+	a=$samples
+	"$rig" loadvm kst s0 >>"$log" 2>&1
+	kst_collect kst "kselftest vmgen_restore (loadvm #2)"
+	b=$samples
+	kst_compare "kselftest samples, two loadvm of one snapshot" "$a" "$b"
+
+	kst_start kst || { fail "kselftest vmgen_restore (clones)" "did not arm"; return; }
+	g kst "$reader --reseed" >>"$log"
+	step "Saving 'kst' while vmgen_restore waits" "$rig" save kst "$state" || return
+	for c in kst-1 kst-2; do
+		"$rig" clone "$state" kst "$c" --paused >>"$log" 2>&1
+	done
+	"$rig" cont kst-1 >>"$log" 2>&1
+	"$rig" cont kst-2 >>"$log" 2>&1
+	kst_collect kst-1 "kselftest vmgen_restore (clone 1)"
+	a=$samples
+	kst_collect kst-2 "kselftest vmgen_restore (clone 2)"
+	b=$samples
+	kst_compare "kselftest samples, two clones" "$a" "$b"
+	"$rig" down kst kst-1 kst-2
+	rm -f "$state"
+}
+
 probe_tests
+dkms_tests
+kselftest_tests
 inplace_tests notify notify
 inplace_tests poll poll --no-notify
 clone_tests ctl "control, no shim" same increment -- --no-module
