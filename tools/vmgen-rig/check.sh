@@ -109,6 +109,9 @@ lint() {
 	expect "lint: checkpatch --strict is clean on the ABI header" "$out" test -z "$out"
 	out=$("$scripts/kernel-doc" -none "$top/drivers/virt/vmgenid_vmclock.c" 2>&1)
 	expect "lint: kernel-doc is silent on the driver" "$out" test -z "$out"
+	out=$(/usr/bin/rst2html --strict \
+		"$top/Documentation/admin-guide/vmclock-vmgenid.rst" 2>&1 >/dev/null)
+	expect "lint: rst2html --strict accepts the admin guide" "$out" test -z "$out"
 }
 lint
 
