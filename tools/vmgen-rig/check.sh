@@ -1,7 +1,8 @@
 #!/bin/bash
-# make check: build everything, then run the host tests, the lint checks and
-# the in-guest tests of the end-to-end slice. Ends with "N passed, N failed,
-# N skipped" and exits non-zero on any failure.
+# make check: build everything (module, DKMS install, in-tree selftests, the
+# rig), then run the host tests, the lint checks, and the in-guest tests:
+# probe, DKMS, selftests across restores, notify and poll modes, clones.
+# Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
