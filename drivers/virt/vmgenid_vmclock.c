@@ -62,6 +62,7 @@ struct vmclock_gen {
 	struct delayed_work check_work;
 	enum vmclock_gen_mode mode;
 	vmclock_gen_vmfork_t add_vmfork;
+	bool sync;
 	atomic64_t generation;
 	atomic64_t restores;
 };
@@ -132,6 +133,46 @@ static void vmclock_gen_put_vmfork(void *unused)
 	symbol_put(add_vmfork_randomness);
 #endif
 }
+
+#if IS_ENABLED(CONFIG_VMGENID_VMCLOCK)
+/*
+ * With random.c.patch applied, random.c checks the counter itself on every
+ * output path and reseeds before handing out a byte; we only make sure a
+ * restore is acted on when nothing asks for random bytes, and tell userspace.
+ */
+static void vmclock_gen_unregister_sync(void *unused)
+{
+	random_unregister_vmgen();
+}
+
+static int vmclock_gen_register_sync(struct vmclock_gen *vg)
+{
+	int ret = random_register_vmgen(&vg->clk->vm_generation_counter);
+
+	if (ret) {
+		dev_err(vg->dev, "cannot register with random.c: %pe\n",
+			ERR_PTR(ret));
+		return ret;
+	}
+	vg->sync = true;
+	return devm_add_action_or_reset(vg->dev, vmclock_gen_unregister_sync,
+					NULL);
+}
+
+static void vmclock_gen_sync_check(void)
+{
+	random_check_vmgen();
+}
+#else
+static int vmclock_gen_register_sync(struct vmclock_gen *vg)
+{
+	return 0;
+}
+
+static void vmclock_gen_sync_check(void)
+{
+}
+#endif
 
 /**
  * vmclock_gen_read() - Copy the vmclock structure under its seq_count.
@@ -211,7 +252,12 @@ static void vmclock_gen_reseed(struct vmclock_gen *vg,
 	} seed = { .cycles = random_get_entropy(), .page = *snap };
 	int ret;
 
-	if (vg->add_vmfork) {
+	if (vg->sync) {
+		/* One reseed per change: random.c's, if it has not happened. */
+		add_device_randomness(&seed, sizeof(seed));
+		vmclock_gen_sync_check();
+		ret = 0;
+	} else if (vg->add_vmfork) {
 		vg->add_vmfork(&seed, sizeof(seed));
 		ret = 0;
 	} else {
@@ -431,7 +477,10 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	if (ret)
 		return ret;
 
-	vg->add_vmfork = vmclock_gen_get_vmfork();
+	ret = vmclock_gen_register_sync(vg);
+	if (ret)
+		return ret;
+	vg->add_vmfork = vg->sync ? NULL : vmclock_gen_get_vmfork();
 	if (vg->add_vmfork) {
 		ret = devm_add_action_or_reset(dev, vmclock_gen_put_vmfork, NULL);
 		if (ret)
@@ -460,6 +509,7 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	dev_info(dev, "VM generation %llu, %s mode, reseed via %s\n",
 		 le64_to_cpu(snap.vm_generation_counter),
 		 vmclock_gen_mode_names[vg->mode],
+		 vg->sync ? "random.c generation check" :
 		 vg->add_vmfork ? "add_vmfork_randomness" : "RNDRESEEDCRNG");
 	return 0;
 }
