@@ -32,7 +32,7 @@ static inline bool vmgen_bound(void)
 	if (n < 0)
 		return false;
 	link[n] = '\0';
-	return strstr(link, "/vmgenid_vmclock") != NULL;
+	return !!strstr(link, "/vmgenid_vmclock");
 }
 
 /* Read a decimal attribute; -1 on error. */

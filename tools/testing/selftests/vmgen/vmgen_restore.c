@@ -96,7 +96,8 @@ int main(void)
 
 	ksft_print_header();
 	if (!env || atoi(env) <= 0)
-		ksft_exit_skip("no restore is coming: set VMGEN_RESTORE_TIMEOUT and restore the VM while this waits (tools/vmgen-rig does)\n");
+		ksft_exit_skip("no restore is coming: set VMGEN_RESTORE_TIMEOUT %s\n",
+			       "and restore the VM while this waits");
 	if (!vmgen_bound())
 		ksft_exit_skip("no vmclock device bound to vmgenid_vmclock\n");
 	timeout_ms = atoi(env) * 1000;

@@ -12,34 +12,38 @@
 #include "vmgen.h"
 
 #define NOBODY 65534
+#define POLL_INTERVAL "/sys/module/vmgenid_vmclock/parameters/poll_interval_ms"
 
 static const char * const attrs[] = { "generation", "restores", "mode" };
 
 /*
- * Skip from the test body: the 6.1 harness runs the body even after a
- * FIXTURE_SETUP() skips.
+ * Why the tests cannot run here, or NULL. Each test skips from its own
+ * body: the 6.1 harness runs the body even after a FIXTURE_SETUP() skips.
  */
-#define REQUIRE_DEVICE() do {						\
-	if (access(VMGEN_DEV, F_OK))					\
-		SKIP(return, "no vmclock device (ACPI AMZNC10C) in this VM"); \
-	if (!vmgen_bound())						\
-		SKIP(return, "vmclock device not bound to vmgenid_vmclock"); \
-} while (0)
+static const char *missing(void)
+{
+	if (access(VMGEN_DEV, F_OK))
+		return "no vmclock device (ACPI AMZNC10C) in this VM";
+	if (!vmgen_bound())
+		return "vmclock device not bound to vmgenid_vmclock";
+	return NULL;
+}
 
 TEST(attributes_are_world_readable_and_read_only)
 {
 	struct stat st;
 	size_t i;
 
-	REQUIRE_DEVICE();
+	if (missing())
+		SKIP(return, "%s", missing());
 	for (i = 0; i < ARRAY_SIZE(attrs); i++) {
 		char path[128];
 
 		snprintf(path, sizeof(path), VMGEN_DEV "/%s", attrs[i]);
 		ASSERT_EQ(0, stat(path, &st)) TH_LOG("%s: %s", path, strerror(errno));
 		EXPECT_TRUE(S_ISREG(st.st_mode));
-		EXPECT_EQ(0444, st.st_mode & 07777) TH_LOG("%s is %o", path,
-							     st.st_mode & 07777);
+		EXPECT_EQ(0444, st.st_mode & 07777)
+			TH_LOG("%s is %o", path, st.st_mode & 07777);
 		/* kernfs refuses writes to an attribute without a store op. */
 		EXPECT_EQ(-1, open(path, O_WRONLY));
 		EXPECT_EQ(EACCES, errno);
@@ -51,7 +55,8 @@ TEST(values_are_well_formed)
 	char mode[16] = "";
 	int fd;
 
-	REQUIRE_DEVICE();
+	if (missing())
+		SKIP(return, "%s", missing());
 	fd = open(VMGEN_ATTR("mode"), O_RDONLY);
 	ASSERT_LE(0, fd);
 	ASSERT_LT(0, read(fd, mode, sizeof(mode) - 1));
@@ -71,9 +76,9 @@ TEST(no_change_without_restore)
 	long long interval, gen, restores, seen;
 	int fd;
 
-	REQUIRE_DEVICE();
-	interval = vmgen_read_ull(
-		"/sys/module/vmgenid_vmclock/parameters/poll_interval_ms");
+	if (missing())
+		SKIP(return, "%s", missing());
+	interval = vmgen_read_ull(POLL_INTERVAL);
 	gen = vmgen_read_ull(VMGEN_ATTR("generation"));
 	restores = vmgen_read_ull(VMGEN_ATTR("restores"));
 	fd = vmgen_uevent_socket();
@@ -97,7 +102,8 @@ TEST(unprivileged_poll_arms)
 	pid_t pid;
 	int status;
 
-	REQUIRE_DEVICE();
+	if (missing())
+		SKIP(return, "%s", missing());
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
