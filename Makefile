@@ -9,12 +9,15 @@
 #   make deps     install the Debian packages the above need (as root)
 #   make dkms-install   register, build and install the module with DKMS
 #                       for KVER (default: Debian's current amd64 kernel)
+#   make kernel-tree KSRC=dir   turn a pristine 6.1 tree into the patched one
+#   make kernel   build the patched 6.1 kernel, driver =y and =m (cached)
+#   make patches  regenerate the format-patch series in patches/
 #
 # Build outputs go to build/; slow, reusable ones (the guest rootfs, the
 # guest kernel) to $(VMGEN_CACHE), keyed by their inputs.
 
 VMGEN_CACHE ?= /var/cache/vmgen
-O := $(CURDIR)/build
+O ?= $(CURDIR)/build
 KVER ?= $(shell tools/vmgen-rig/kernel.sh version 2>/dev/null)
 KDIR ?= /lib/modules/$(KVER)/build
 MOD := $(O)/module
@@ -39,6 +42,14 @@ module:
 	cp -p include/uapi/linux/vmclock-abi.h $(MOD)/include/uapi/linux/
 	$(MAKE) -C $(KDIR) M=$(MOD) modules
 
+kernel-tree:
+	@test -n "$(KSRC)" || { echo "kernel-tree: set KSRC= to a pristine" \
+	    "Linux 6.1 source tree" >&2; exit 1; }
+	tools/kernel-tree/apply.sh $(KSRC)
+
+kernel: deps
+	tools/kernel-tree/build.sh $(VMGEN_CACHE)
+
 # The same tree `make module` builds from, plus dkms.conf.
 dkms-install:
 	@test -n "$(KVER)" || { echo "dkms-install: set KVER=" >&2; exit 1; }
@@ -52,9 +63,22 @@ dkms-install:
 	dkms build vmgenid-vmclock/$(VERSION) -k $(KVER)
 	dkms install vmgenid-vmclock/$(VERSION) -k $(KVER)
 
-rig: module
-	cp -p $$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE)) $(O)/rig-vmlinuz.tmp
-	$(MAKE) -C tools/vmgen-rig O=$(O) MODULE=$(MOD)/vmgenid_vmclock.ko KVER=$(KVER)
+patches:
+	tools/kernel-tree/mkseries.sh patches
+
+# The rig boots Debian's kernel with the out-of-tree module by default;
+# GUEST_KERNEL= (a bzImage) and GUEST_MODULE= (a .ko, or empty when the
+# driver is built in) select another, such as one from make kernel.
+ifeq ($(GUEST_KERNEL),)
+GUEST_MODULE ?= $(MOD)/vmgenid_vmclock.ko
+RIG_DEPS := module
+endif
+
+rig: $(RIG_DEPS)
+	mkdir -p $(O)
+	cp -p $(or $(GUEST_KERNEL),$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE))) \
+	    $(O)/rig-vmlinuz.tmp
+	$(MAKE) -C tools/vmgen-rig O=$(O) MODULE=$(GUEST_MODULE) KVER=$(KVER)
 	mv $(O)/rig-vmlinuz.tmp $(O)/rig/vmlinuz
 
 demo: deps
@@ -66,4 +90,4 @@ check: deps
 clean:
 	rm -rf $(O)
 
-.PHONY: all deps module dkms-install rig demo check clean
+.PHONY: all deps module dkms-install kernel-tree kernel patches rig demo check clean

@@ -1,0 +1,136 @@
+#!/bin/bash
+# Write the vmgen change as a git format-patch series against Linux 6.1,
+# one logical change per patch, with a cover letter. The series is built in
+# a scratch repository holding only the files it touches, from Debian's
+# linux-source-6.1, so its diffstats are those of the real tree.
+#
+# No Signed-off-by is added: that line belongs to whoever submits it.
+#
+# usage: mkseries.sh OUT_DIR   (make patches writes patches/)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+out=$(realpath -m "${1:?usage: mkseries.sh OUT_DIR}")
+tarball=/usr/src/linux-source-6.1.tar.xz
+files=(drivers/char/random.c include/linux/random.h drivers/virt/Kconfig
+       drivers/virt/Makefile MAINTAINERS Documentation/admin-guide/index.rst
+       tools/testing/selftests/Makefile)
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tar -xJf "$tarball" -C "$work" --strip-components=1 \
+	"${files[@]/#/linux-source-6.1/}"
+cd "$work"
+git init -q
+git config user.name "vmgen"
+git config user.email "vmgen@invalid"
+git add -A
+git commit -q -m "Linux 6.1 (Debian linux-source-6.1), the files this series touches"
+
+commit() {	# commit MESSAGE-FILE: commit everything, message from stdin
+	git add -A
+	git commit -q -F -
+}
+
+mkdir -p include/uapi/linux
+cp "$top/include/uapi/linux/vmclock-abi.h" include/uapi/linux/
+commit <<'EOF'
+uapi: add the vmclock ABI
+
+The vmclock page is how Firecracker, and other hypervisors, tell a guest
+how its CPU counter relates to real time and that it has been disrupted.
+It now also says that the guest was loaded from a snapshot, through
+vm_generation_counter. Linux does not ship the ABI, and both a guest
+driver and host-side tools need one definition of it.
+
+Describe every field up to vm_generation_counter (offset 104, 112 bytes
+in all), the counter-id, time-type, status and leap constants, the flags
+including VM_GEN_COUNTER_PRESENT (bit 8) and NOTIFICATION_PRESENT (bit
+9), and the seq_count update protocol, including why a guest must bound
+its read loop.
+EOF
+
+patch -s -p1 <"$top/drivers/char/random.c.patch"
+sed -n '/^Subject: \[PATCH\] /{s///p;q}' "$top/drivers/char/random.c.patch" >"$work.msg"
+echo >>"$work.msg"
+sed -n '/^$/,/^---$/p' "$top/drivers/char/random.c.patch" | sed '1d;$d' >>"$work.msg"
+commit <"$work.msg"
+rm -f "$work.msg"
+
+cp "$top/drivers/virt/vmgenid_vmclock.c" drivers/virt/
+patch -s -p1 <"$here/virt.patch"
+commit <<'EOF'
+virt: vmgenid_vmclock: reseed the RNG when a vmclock VM is restored
+
+A guest loaded twice from one snapshot hands out the same random bytes
+in both clones until random.c reseeds on its own schedule. vmclock
+hypervisors announce each restore by moving vm_generation_counter, but
+nothing in the kernel listens.
+
+Bind the vmclock device (AMZNC10C / VMCLOCK) and check its page before
+trusting it: magic, version, size against the resource and the
+structure, and the VM_GEN_COUNTER_PRESENT flag, refusing with one line
+that says what was wrong. Register the counter with random.c, so that
+every output path checks it before handing out bytes. Also watch it
+ourselves, through the ACPI notification when the hypervisor advertises
+one and by a 100 ms poll otherwise, and at PM resume, so that a restore
+is acted on (the vmfork notifier chain runs) even when nothing asks for
+random bytes. Reads follow the seq_count protocol and give up after 100
+ms, so a hypervisor that stops mid-update cannot hang the guest.
+
+On each change send the KOBJ_CHANGE uevent with NEW_VMGENID=1 that
+vmgenid sent in 6.8, with the counter in VMCLOCK_GENERATION. The uevent
+is a convenience for userspace, not a security signal: the reseed has
+happened in the kernel before it is sent. Expose generation, restores
+and mode in sysfs.
+EOF
+
+cp "$top/Documentation/admin-guide/vmclock-vmgenid.rst" Documentation/admin-guide/
+mkdir -p Documentation/ABI/testing
+cp "$top/Documentation/ABI/testing/sysfs-driver-vmgenid_vmclock" Documentation/ABI/testing/
+patch -s -p1 <"$here/docs.patch"
+commit <<'EOF'
+Documentation: describe vmgenid_vmclock for administrators
+
+Say what problem the driver solves, what it expects of the hypervisor,
+its modes and parameters, its sysfs attributes and uevent, with a udev
+example, and plainly what it does not guarantee: the uevent is not a
+security signal, the counter is neither secret nor unique, and an
+unpatched kernel keeps a window between resume and reseed. Record why
+vmgenid's uevent was reverted in 6.9 and why vmclock sends one anyway.
+EOF
+
+mkdir -p tools/testing/selftests/vmgen
+cp "$top"/tools/testing/selftests/vmgen/* tools/testing/selftests/vmgen/
+patch -s -p1 <"$here/selftests.patch"
+commit <<'EOF'
+selftests: vmgen: test the sysfs ABI and what a guest sees on restore
+
+vmgen_sysfs checks the attributes, their permissions, unprivileged
+poll() arming, and that nothing changes without a restore.
+
+vmgen_restore is one half of a pair, since a guest cannot restore
+itself: it arms a netlink uevent listener and an unprivileged poll() on
+the generation attribute, creates VMGEN_READY_FILE, and waits
+VMGEN_RESTORE_TIMEOUT seconds for the host to snapshot and restore the
+VM. It then checks the uevent, the wakeup and the counters, and prints
+a getrandom(), /dev/urandom and random/uuid sample for the host to
+compare across clones. Without a timeout set it skips.
+EOF
+
+rm -rf "$out"
+mkdir -p "$out"
+git format-patch -q --cover-letter --no-signature -o "$out" HEAD~5
+cover=$(ls "$out"/0000-cover-letter.patch)
+subject="vmclock: reseed the RNG on snapshot restore, with no stale output"
+blurb=$(cat "$here/cover-letter.txt")
+awk -v subject="$subject" -v blurb="$blurb" '
+	/\*\*\* SUBJECT HERE \*\*\*/ { sub(/\*\*\* SUBJECT HERE \*\*\*/, subject) }
+	/\*\*\* BLURB HERE \*\*\*/ { print blurb; next }
+	{ print }' "$cover" >"$cover.new"
+mv "$cover.new" "$cover"
+# The scratch repository's dates and hashes would make every run differ.
+sed -i -e 's/^From [0-9a-f]\{40\} /From 0000000000000000000000000000000000000000 /' \
+	-e '/^Date: /d' "$out"/*.patch
+ls "$out"
