@@ -10,9 +10,11 @@ passed=0 failed=0 skipped=0
 ko=/usr/lib/vmgen/vmgenid_vmclock.ko
 splat='BUG:|WARNING:|Oops|Call Trace|general protection|RIP:|refcount_t|list_(add|del) corruption|INFO: task .* blocked|soft lockup|rcu_sched self-detected'
 
-pass() { passed=$((passed + 1)); echo "PASS: $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $1: $2"; echo "FAIL: $1: $2" >>"$log"; }
-skip() { skipped=$((skipped + 1)); echo "SKIP: $1: $2"; }
+# Results carry the kernel they ran on once more than one is tested.
+kname=
+pass() { passed=$((passed + 1)); echo "PASS: $kname$1"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $kname$1: $2"; echo "FAIL: $kname$1: $2" >>"$log"; }
+skip() { skipped=$((skipped + 1)); echo "SKIP: $kname$1: $2"; }
 # expect NAME WHY-IF-FALSE COMMAND...: pass if COMMAND succeeds.
 expect() {
 	local name=$1 why=$2
@@ -110,6 +112,22 @@ lint() {
 	expect "lint: checkpatch --strict is clean on the ABI header" "$out" test -z "$out"
 	out=$("$scripts/kernel-doc" -none "$top/drivers/virt/vmgenid_vmclock.c" 2>&1)
 	expect "lint: kernel-doc is silent on the driver" "$out" test -z "$out"
+	out=$("$scripts/checkpatch.pl" --strict --no-signoff -q \
+		"$top/drivers/char/random.c.patch" 2>&1)
+	expect "lint: checkpatch --strict is clean on random.c.patch (signoff aside)" \
+		"$out" test -z "$out"
+	out=$("$scripts/checkpatch.pl" --strict --no-tree -q -f \
+		"$top"/tools/testing/selftests/vmgen/*.[ch] 2>&1)
+	expect "lint: checkpatch --strict is clean on the selftests" "$out" test -z "$out"
+	out=$(for p in "$top/drivers/char/random.c.patch" "$top"/tools/kernel-tree/*.patch; do
+		patch -d "$tree" -p1 --dry-run --batch --forward -s <"$p" >/dev/null ||
+			echo "$(basename "$p")"; done)
+	expect "kernel-tree: every patch applies to pristine linux-source-6.1" \
+		"does not apply: $out" test -z "$out"
+	rm -rf "$VMGEN_BUILD/patches"
+	"$top/tools/kernel-tree/mkseries.sh" "$VMGEN_BUILD/patches" >>"$log" 2>&1
+	out=$(diff -r "$top/patches" "$VMGEN_BUILD/patches" 2>&1 | head -5)
+	expect "patches/ matches the sources (make patches)" "$out" test -z "$out"
 	out=$(/usr/bin/rst2html --strict \
 		"$top/Documentation/admin-guide/vmclock-vmgenid.rst" 2>&1 >/dev/null)
 	expect "lint: rst2html --strict accepts the admin guide" "$out" test -z "$out"
@@ -117,8 +135,9 @@ lint() {
 lint
 
 # ---------------------------------------------------------------- guest
+boot_extra=()	# --no-module when the driver is built into the kernel
 boot() {	# boot VM [rig boot options]
-	step "Booting guest '$1'" "$rig" boot "$@"
+	step "Booting guest '$1'" "$rig" boot "$@" "${boot_extra[@]}"
 }
 
 no_splat() {
@@ -183,6 +202,7 @@ probe_tests() {
 	expect "rmmod/insmod x6 and a doorbell while unloaded" "$out" \
 		test "$(tr '\n' ' ' <<<"$out")" = "gone bound "
 	no_splat probe
+	"$rig" down probe
 }
 
 # In-place restores: stop, loadvm, bump, cont (and ring, in notify mode).
@@ -215,6 +235,11 @@ inplace_tests() {	# inplace_tests VM MODE [boot options]
 		expect "$mode mode: restore #$i gives one reseed and one uevent" \
 			"restores, uevents, reseed lines: $(tr '\n' ' ' <<<"$out")" \
 			test "$(tr '\n' ' ' <<<"$out")" = "1 1 1 "
+		if [ -n "$kname" ]; then
+			out=$(g "$vm" "dmesg | grep -c 'crng reseeded due to virtual machine generation change'")
+			expect "$mode mode: restore #$i: random.c reseeded once, driver's check included" \
+				"random.c reseed lines: $out" test "$out" = 1
+		fi
 		out=$(g "$vm" "cat /run/vmgenid/history")
 		expect "$mode mode: restore #$i: the example udev rule fired once" \
 			"history: $(tr '\n' ' ' <<<"$out"), generation $gen" test "$out" = "$gen"
@@ -412,14 +437,150 @@ kselftest_tests() {
 	rm -f "$state"
 }
 
-probe_tests
-dkms_tests
-kselftest_tests
-inplace_tests notify notify
-inplace_tests poll poll --no-notify
-clone_tests ctl "control, no shim" same increment -- --no-module
-clone_tests cl "clones" differ increment random --
-clone_tests q64 "clones on qemu64" differ increment -- --cpu qemu64
+# ------------------------------------------------------ patched kernel only
+# silent_pair STATE TAG [clone options]: two paused clones sync-TAG-1/2,
+# continued together without a doorbell; their first bytes go to $bytes.
+silent_pair() {
+	local state=$1 tag=$2 c
+	shift 2
+	bytes=()
+	for c in "sync-$tag-1" "sync-$tag-2"; do
+		"$rig" clone "$state" sync "$c" --paused "$@" >>"$log" 2>&1
+	done
+	for c in "sync-$tag-1" "sync-$tag-2"; do
+		"$rig" cont "$c" --no-ring >>"$log" 2>&1
+	done
+	for c in "sync-$tag-1" "sync-$tag-2"; do
+		bytes+=("$(g "$c" "$reader --once 32")")
+	done
+}
+
+# Clones restored with no notification at all, in notify mode: nothing
+# tells the driver, so only random.c's own check can make them differ. The
+# control above shows such clones otherwise return identical bytes.
+sync_tests() {
+	local state=$VMGEN_RIG_DIR/sync.state c out
+	boot sync || { fail "sync tests" "guest did not boot"; return; }
+	out=$(g sync "dmesg | grep -c 'reseed via random.c generation check'")
+	expect "the driver registered its counter with random.c" "got '$out'" test "$out" = 1
+	g sync "$reader --reseed" >>"$log"
+	step "Saving 'sync' for silent clones" "$rig" save sync "$state" || return
+	# Control: clones whose counter does not move must still share their
+	# output, or the divergence below could be 6.1's own reseed-on-age.
+	silent_pair "$state" ctl --no-bump
+	expect "control: silent clones with an unchanged counter return identical bytes" \
+		"'${bytes[0]:-}' vs '${bytes[1]:-}'" \
+		test -n "${bytes[0]:-}" -a "${bytes[0]:-}" = "${bytes[1]:-}"
+	"$rig" down sync-ctl-1 sync-ctl-2
+	silent_pair "$state" new
+	expect "no notification: the clones' first getrandom bytes already differ" \
+		"both gave '${bytes[0]:-}'" \
+		test -n "${bytes[0]:-}" -a "${bytes[0]:-}" != "${bytes[1]:-}"
+	for c in sync-new-1 sync-new-2; do
+		out=$(g "$c" "cat $sysdev/restores; dmesg | grep -c 'crng reseeded due to virtual machine generation change'")
+		expect "no notification: $c reseeded once, in random.c, the driver unaware" \
+			"restores, random.c reseeds: $(tr '\n' ' ' <<<"$out")" \
+			test "$(tr '\n' ' ' <<<"$out")" = "0 1 "
+		no_splat "$c"
+	done
+	"$rig" down sync sync-new-1 sync-new-2
+	rm -f "$state"
+}
+
+handshake_after() {	# handshake_after VM T: poke, true once a's handshake > T
+	g "$1" /usr/lib/vmgen/wg-pair poke >/dev/null
+	[ "$(g "$1" /usr/lib/vmgen/wg-pair handshake)" -gt "$2" ] 2>/dev/null
+}
+
+# WireGuard drops its keypairs on the vmfork chain. With the keys gone,
+# the next packet after a restore starts a new handshake; with them kept,
+# none is due for 120 s (REKEY_AFTER_TIME).
+wireguard_tests() {
+	local hs0
+	# Under TCG the TSC follows the host's clock, so after loadvm boottime
+	# jumps and WireGuard expires its keys by age: the control caught that.
+	# HPET follows QEMU's virtual clock, which stops while the VM does.
+	boot wg --append clocksource=hpet ||
+		{ fail "wireguard tests" "guest did not boot"; return; }
+	if ! g wg /usr/lib/vmgen/wg-pair setup >>"$log" ||
+	   ! until_true 30 handshake_after wg 0; then
+		fail "wireguard: tunnel between two namespaces" "no handshake"
+		"$rig" down wg
+		return
+	fi
+	pass "wireguard: tunnel between two namespaces is up"
+	hs0=$(g wg /usr/lib/vmgen/wg-pair handshake)
+	# Handshake initiations are rate-limited to one per 5 s (REKEY_TIMEOUT).
+	sleep 6
+	"$rig" savevm wg s0 >>"$log" 2>&1
+	# Control: the same restore, unannounced. The keys must survive it, or
+	# the test below would pass for reasons of its own (a clock jump).
+	"$rig" loadvm wg s0 --no-bump >>"$log" 2>&1
+	if until_true 15 handshake_after wg "$hs0"; then
+		fail "wireguard: an unannounced restore keeps the keys (control)" \
+			"a new handshake happened anyway"
+	else
+		pass "wireguard: an unannounced restore keeps the keys (control)"
+	fi
+	"$rig" loadvm wg s0 >>"$log" 2>&1
+	expect "wireguard: a restore drops the keys (a new handshake follows)" \
+		"latest handshake stayed at $hs0" until_true 30 handshake_after wg "$hs0"
+	no_splat wg
+	"$rig" down wg
+}
+
+stock_tests() {
+	probe_tests
+	dkms_tests
+	kselftest_tests
+	inplace_tests notify notify
+	inplace_tests poll poll --no-notify
+	clone_tests ctl "control, no shim" same increment -- --no-module
+	clone_tests cl "clones" differ increment random --
+	clone_tests q64 "clones on qemu64" differ increment -- --cpu qemu64
+}
+
+# patched_tests y|m KOUT: the slice's tests, and what only a patched kernel
+# can pass, on the kernel make kernel built.
+patched_tests() {
+	local v=$1 kout=$2 module=
+	if [ "$v" = m ]; then
+		module=$kout/m/root/lib/modules/$(cat "$kout/m/release")/kernel/drivers/virt/vmgenid_vmclock.ko
+		boot_extra=()
+	else
+		boot_extra=(--no-module)
+	fi
+	export VMGEN_BUILD=$top/build/patched-$v
+	kname=
+	step "Building the rig around the patched kernel (=$v)" make -C "$top" rig \
+		O="$VMGEN_BUILD" GUEST_KERNEL="$kout/$v/bzImage" GUEST_MODULE="$module" \
+		KSELFTEST="$top/build/kselftest" || { fail "patched =$v" "rig build"; return; }
+	kname="[patched =$v] "
+	if [ "$v" = m ]; then
+		probe_tests
+		clone_tests cl "clones" differ increment --
+	else
+		kselftest_tests
+		inplace_tests notify notify
+		inplace_tests poll poll --no-notify
+		clone_tests cl "clones" differ increment random --
+		clone_tests q64 "clones on qemu64" differ increment -- --cpu qemu64
+		sync_tests
+		wireguard_tests
+	fi
+	kname=
+}
+
+stock_tests
+if step "Building the patched kernel, driver =y and =m (cached; ~20 min the first time)" \
+	"$top/tools/kernel-tree/build.sh" "$VMGEN_CACHE"; then
+	kout=$("$top/tools/kernel-tree/build.sh" "$VMGEN_CACHE")
+	pass "make kernel: the patched tree builds with the driver =y and =m"
+	patched_tests y "$kout"
+	patched_tests m "$kout"
+else
+	fail "make kernel: the patched tree builds with the driver =y and =m" "see $log"
+fi
 
 echo "(log: $log, $((SECONDS - t0))s)"
 echo "$passed passed, $failed failed, $skipped skipped"
