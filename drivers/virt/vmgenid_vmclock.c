@@ -34,7 +34,20 @@ static_assert(sizeof(struct vmclock_abi) == 112);
 enum {
 	VMCLOCK_ABI_VERSION = 1,
 	/* How long a hypervisor may leave seq_count odd before we give up. */
-	VMCLOCK_SEQ_TIMEOUT_MS = 100,
+	/*
+	 * How long a hypervisor may leave seq_count odd before we give up for
+	 * now. Its updates take microseconds; we spin in a kworker meanwhile.
+	 */
+	VMCLOCK_SEQ_TIMEOUT_MS = 10,
+	/*
+	 * After acting on a change, the next notification is acted on no
+	 * sooner than this: a hypervisor that flaps the counter or rings
+	 * nonstop gets at most 1000 / VMCLOCK_RESEED_GAP_MS reseeds and
+	 * uevents a second, and every change is still caught by the next one.
+	 */
+	VMCLOCK_RESEED_GAP_MS = 50,
+	/* Notify mode's safety net: one cheap read a second. */
+	VMCLOCK_BACKSTOP_MS = MSEC_PER_SEC,
 	VMCLOCK_POLL_DEFAULT_MS = 100,
 	VMCLOCK_POLL_MIN_MS = 10,
 	VMCLOCK_POLL_MAX_MS = 60 * MSEC_PER_SEC,
@@ -63,6 +76,8 @@ struct vmclock_gen {
 	enum vmclock_gen_mode mode;
 	vmclock_gen_vmfork_t add_vmfork;
 	bool sync;
+	bool seq_stuck;		/* only touched by check_work */
+	unsigned long next_kick;	/* jiffies; see VMCLOCK_RESEED_GAP_MS */
 	atomic64_t generation;
 	atomic64_t restores;
 };
@@ -299,11 +314,16 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
 
 	ret = vmclock_gen_read(vg, &snap);
 	if (ret) {
-		dev_warn_ratelimited(vg->dev,
-				     "seq_count stayed odd for %d ms, will retry\n",
-				     VMCLOCK_SEQ_TIMEOUT_MS);
+		/* Once per episode, however long the hypervisor takes. */
+		if (!vg->seq_stuck)
+			dev_warn(vg->dev, "seq_count stays odd; retrying every %u ms\n",
+				 READ_ONCE(poll_interval_ms));
+		vg->seq_stuck = true;
 		return ret;
 	}
+	if (vg->seq_stuck)
+		dev_info(vg->dev, "seq_count is even again\n");
+	vg->seq_stuck = false;
 	if (!(le64_to_cpu(snap.flags) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT))
 		return 0;
 
@@ -311,6 +331,8 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
 	if (generation == atomic64_read(&vg->generation))
 		return 0;
 
+	WRITE_ONCE(vg->next_kick,
+		   jiffies + msecs_to_jiffies(VMCLOCK_RESEED_GAP_MS));
 	vmclock_gen_reseed(vg, &snap);
 	/* Publish before telling anyone, so readers of sysfs see it. */
 	atomic64_set(&vg->generation, generation);
@@ -320,20 +342,32 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
 	return 0;
 }
 
+/*
+ * Poll mode and a stuck seq_count come back every poll interval. Notify mode
+ * comes back too, more slowly: a notification the hypervisor fails to send
+ * must not leave a restore unnoticed for longer than VMCLOCK_BACKSTOP_MS.
+ */
 static void vmclock_gen_work(struct work_struct *work)
 {
 	struct vmclock_gen *vg = container_of(to_delayed_work(work),
 					      struct vmclock_gen, check_work);
-	int ret = vmclock_gen_check(vg);
+	unsigned int next_ms = VMCLOCK_BACKSTOP_MS;
 
-	if (vg->mode == VMCLOCK_MODE_POLL || ret == -ETIMEDOUT)
-		queue_delayed_work(system_wq, &vg->check_work,
-				   msecs_to_jiffies(READ_ONCE(poll_interval_ms)));
+	if (vmclock_gen_check(vg) == -ETIMEDOUT || vg->mode == VMCLOCK_MODE_POLL)
+		next_ms = READ_ONCE(poll_interval_ms);
+	queue_delayed_work(system_wq, &vg->check_work, msecs_to_jiffies(next_ms));
 }
 
+/*
+ * Check now, or at the end of the gap after the last change: a storm of
+ * notifications collapses into one pending check.
+ */
 static void vmclock_gen_kick(struct vmclock_gen *vg)
 {
-	mod_delayed_work(system_wq, &vg->check_work, 0);
+	unsigned long next = READ_ONCE(vg->next_kick), now = jiffies;
+
+	mod_delayed_work(system_wq, &vg->check_work,
+			 time_before(now, next) ? next - now : 0);
 }
 
 static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
