@@ -59,12 +59,14 @@ enum vmclock_gen_mode {
 	VMCLOCK_MODE_AUTO,
 	VMCLOCK_MODE_NOTIFY,
 	VMCLOCK_MODE_POLL,
+	VMCLOCK_MODE_OFF,	/* no counter on the page: nothing to watch */
 };
 
 static const char * const vmclock_gen_mode_names[] = {
 	[VMCLOCK_MODE_AUTO] = "auto",
 	[VMCLOCK_MODE_NOTIFY] = "notify",
 	[VMCLOCK_MODE_POLL] = "poll",
+	[VMCLOCK_MODE_OFF] = "off",
 };
 
 typedef void (*vmclock_gen_vmfork_t)(const void *buf, size_t len);
@@ -89,8 +91,8 @@ static int vmclock_mode_set(const char *val, const struct kernel_param *kp)
 {
 	int ret = sysfs_match_string(vmclock_gen_mode_names, val);
 
-	if (ret < 0)
-		return ret;
+	if (ret < 0 || ret == VMCLOCK_MODE_OFF)
+		return -EINVAL;
 	vmclock_mode_param = ret;
 	return 0;
 }
@@ -449,11 +451,6 @@ static int vmclock_gen_validate(struct vmclock_gen *vg, resource_size_t len,
 			VMCLOCK_SEQ_TIMEOUT_MS);
 		return -ENODEV;
 	}
-	if (!(le64_to_cpu(snap->flags) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT)) {
-		dev_err(dev, "no VM generation counter (flags %#llx)\n",
-			le64_to_cpu(snap->flags));
-		return -ENODEV;
-	}
 	return 0;
 }
 
@@ -510,6 +507,18 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	ret = vmclock_gen_validate(vg, len, &snap);
 	if (ret)
 		return ret;
+	platform_set_drvdata(pdev, vg);
+	if (!(le64_to_cpu(snap.flags) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT)) {
+		/*
+		 * A clock-only vmclock. Stay bound with nothing armed, so that
+		 * sysfs says mode "off" rather than the device looking
+		 * unclaimed; rebind if the hypervisor gains a counter.
+		 */
+		vg->mode = VMCLOCK_MODE_OFF;
+		dev_info(dev, "no VM generation counter (flags %#llx): nothing to watch\n",
+			 le64_to_cpu(snap.flags));
+		return 0;
+	}
 
 	ret = vmclock_gen_register_sync(vg);
 	if (ret)
@@ -526,7 +535,6 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	atomic64_set(&vg->generation, le64_to_cpu(snap.vm_generation_counter));
 	vg->mode = vmclock_gen_pick_mode(le64_to_cpu(snap.flags));
 	INIT_DELAYED_WORK(&vg->check_work, vmclock_gen_work);
-	platform_set_drvdata(pdev, vg);
 
 	ret = devm_add_action_or_reset(dev, vmclock_gen_cancel_work, vg);
 	if (ret)
@@ -550,7 +558,10 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 
 static int vmclock_gen_resume(struct device *dev)
 {
-	vmclock_gen_kick(dev_get_drvdata(dev));
+	struct vmclock_gen *vg = dev_get_drvdata(dev);
+
+	if (vg->mode != VMCLOCK_MODE_OFF)
+		vmclock_gen_kick(vg);
 	return 0;
 }
 

@@ -169,12 +169,16 @@ probe_tests() {
 	probe_refused "a page with an unknown version" 'unsupported version 2' --version 2
 	probe_refused "a page whose size is too short" 'size 64 too small' --size 64
 	probe_refused "a page larger than its resource" 'exceeds the 4096-byte resource' --size 8192
-	probe_refused "a page without VM_GEN_COUNTER_PRESENT" 'no VM generation counter' --no-gen-counter
+	"$rig" page probe init --no-gen-counter >>"$log" 2>&1
+	out=$(g probe "dmesg -C; insmod $ko && cat $sysdev/mode;
+		dmesg | grep -c 'no VM generation counter.*nothing to watch'; rmmod vmgenid_vmclock")
+	expect "a page without VM_GEN_COUNTER_PRESENT binds idle: mode off, said once" \
+		"got $(tr '\n' ' ' <<<"$out")" test "$(tr '\n' ' ' <<<"$out")" = "off 1 "
 
 	"$rig" page probe init --counter 5 >>"$log" 2>&1
-	out=$(g probe "insmod $ko mode=sideways; echo rc=\$?; dmesg | tail -3")
-	expect "insmod rejects mode=sideways with a message" "$out" \
-		grep -q "rc=[1-9].*invalid for parameter .mode" <<<"$(tr '\n' ' ' <<<"$out")"
+	out=$(g probe "insmod $ko mode=sideways; echo rc=\$?; dmesg | tail -3; insmod $ko mode=off; echo rc=\$?")
+	expect "insmod rejects mode=sideways (with a message) and mode=off" "$out" \
+		grep -q "rc=[1-9].*invalid for parameter .mode.*rc=[1-9]" <<<"$(tr '\n' ' ' <<<"$out")"
 	out=$(g probe "insmod $ko poll_interval_ms=1; echo rc=\$?")
 	expect "insmod rejects poll_interval_ms=1" "$out" grep -q 'rc=[1-9]' <<<"$out"
 
