@@ -6,6 +6,8 @@
  * random.c, and for telling userspace about it the way vmgenid did.
  */
 
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/acpi.h>
 #include <linux/device.h>
 #include <linux/fs.h>
@@ -626,7 +628,49 @@ static struct platform_driver vmclock_gen_driver = {
 		.pm = pm_sleep_ptr(&vmclock_gen_pm),
 	},
 };
-module_platform_driver(vmclock_gen_driver);
+
+/*
+ * Only one driver gets the device. If another (ptp_vmclock, say) already
+ * has it, say so: the counter goes unwatched, and nothing else would tell
+ * the administrator. A driver that binds after us is not seen here.
+ */
+static void vmclock_gen_warn_taken(void)
+{
+	const struct acpi_device_id *id;
+	struct acpi_device *adev;
+	struct device *dev;
+
+	for (id = vmclock_gen_acpi_ids; id->id[0]; id++) {
+		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
+		if (!adev)
+			continue;
+		dev = acpi_get_first_physical_node(adev);
+		if (dev) {
+			device_lock(dev);
+			if (dev->driver && dev->driver != &vmclock_gen_driver.driver)
+				pr_warn("%s: bound to %s: the VM generation counter is not watched; unbind it and bind vmgenid_vmclock\n",
+					dev_name(dev), dev->driver->name);
+			device_unlock(dev);
+		}
+		acpi_dev_put(adev);
+	}
+}
+
+static int __init vmclock_gen_init(void)
+{
+	int ret = platform_driver_register(&vmclock_gen_driver);
+
+	if (!ret)
+		vmclock_gen_warn_taken();
+	return ret;
+}
+module_init(vmclock_gen_init);
+
+static void __exit vmclock_gen_exit(void)
+{
+	platform_driver_unregister(&vmclock_gen_driver);
+}
+module_exit(vmclock_gen_exit);
 
 MODULE_DESCRIPTION("Reseed the RNG when the vmclock VM generation counter changes");
 MODULE_LICENSE("GPL");
