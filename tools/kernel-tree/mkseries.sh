@@ -117,6 +117,13 @@ VMGEN_RESTORE_TIMEOUT seconds for the host to snapshot and restore the
 VM. It then checks the uevent, the wakeup and the counters, and prints
 a getrandom(), /dev/urandom and random/uuid sample for the host to
 compare across clones. Without a timeout set it skips.
+
+vmgen_stale, the same kind of half, reads getrandom() in a tight loop
+across the restore and tags every sample with the hypervisor's counter,
+read from the vmclock page through /dev/mem before the call. It writes
+the samples taken after the counter moved to VMGEN_SAMPLES_FILE; the
+host counts those two clones share, which must be none on a kernel that
+checks the counter on every output.
 EOF
 
 rm -rf "$out"

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Does a restored guest hand out bytes from the snapshot's crng state? This
+ * test reads getrandom(32) in a tight loop across a restore. It tags every
+ * sample with the hypervisor's vm_generation_counter, read from the vmclock
+ * page through /dev/mem *before* the getrandom() call, so a sample tagged
+ * with the new value was certainly produced after the vCPU resumed.
+ *
+ * Like vmgen_restore it is one half of a pair: the host snapshots the VM
+ * while this loops and restores clones. One guest cannot see its siblings,
+ * so the verdict (how many post-restore samples two clones share) is the
+ * host's. A kernel that checks the counter on every output shares none; one
+ * that waits for a notification or a poll shares those of its window.
+ *
+ *   VMGEN_RESTORE_TIMEOUT=N  seconds to wait for a restore; skip without it
+ *   VMGEN_READY_FILE=PATH    created once the loop runs: snapshot now
+ *   VMGEN_SAMPLES_FILE=PATH  where the post-restore samples go, one line
+ *                            each: "MICROSECONDS-SINCE-FIRST HEX64" (the
+ *                            first 8 of the 32 bytes; a chance match of two
+ *                            64-bit values is negligible at these counts)
+ *   VMGEN_STALE_MS=N         how long to sample after the restore (1000)
+ *
+ * It needs root (the physical address in /proc/iomem and /dev/mem), the
+ * vmclock page's device in /proc/iomem, and STRICT_DEVMEM to allow the page
+ * (it is not System RAM and no driver claims it exclusively). The header
+ * comes from the kernel tree: run "make headers_install" first, as for any
+ * selftest that uses new uapi.
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <linux/vmclock-abi.h>
+
+#include "../kselftest.h"
+#include "vmgen.h"
+
+#define SAMPLE_BYTES	32
+#define MAX_SAMPLES	1000000
+#define DEFAULT_MS	1000
+#define SYNC_WAIT_MS	2000
+#define IOMEM_NAME	"AMZNC10C"
+
+struct sample {
+	unsigned long long t_ns;
+	unsigned long long head;	/* the first 8 of the SAMPLE_BYTES bytes */
+};
+
+static unsigned long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* The vmclock page's physical address, from /proc/iomem; 0 if absent. */
+static unsigned long long find_page(void)
+{
+	unsigned long long start = 0, end;
+	char line[256];
+	FILE *f = fopen("/proc/iomem", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, IOMEM_NAME) &&
+		    sscanf(line, " %llx-%llx", &start, &end) == 2)
+			break;
+		start = 0;
+	}
+	fclose(f);
+	return start;
+}
+
+static const struct vmclock_abi *map_page(void)
+{
+	unsigned long long phys = find_page();
+	long pg = sysconf(_SC_PAGESIZE);
+	unsigned long long base = phys & ~(unsigned long long)(pg - 1);
+	void *p;
+	int fd;
+
+	if (!phys)
+		ksft_exit_skip("no %s resource in /proc/iomem (not root, or no vmclock device)\n",
+			       IOMEM_NAME);
+	fd = open("/dev/mem", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		ksft_exit_skip("/dev/mem: %s\n", strerror(errno));
+	p = mmap(NULL, pg, PROT_READ, MAP_SHARED, fd, (off_t)base);
+	close(fd);
+	if (p == MAP_FAILED)
+		ksft_exit_skip("mmap of the vmclock page at %#llx: %s\n", base,
+			       strerror(errno));
+	return (const struct vmclock_abi *)((char *)p + (phys - base));
+}
+
+/*
+ * The hypervisor owns the page: every read is a fresh load (READ_ONCE() in
+ * the kernel), and the counter is taken between two equal, even seq_counts
+ * (odd means an update is in flight), as the vmclock ABI asks.
+ */
+#define PAGE_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+static unsigned long long read_counter(const struct vmclock_abi *clk)
+{
+	unsigned long long gen;
+	unsigned int seq;
+
+	do {
+		seq = le32toh(PAGE_LOAD(&clk->seq_count));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		gen = le64toh(PAGE_LOAD(&clk->vm_generation_counter));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	} while ((seq & 1) || seq != le32toh(PAGE_LOAD(&clk->seq_count)));
+	return gen;
+}
+
+static bool page_usable(const struct vmclock_abi *clk)
+{
+	return le32toh(PAGE_LOAD(&clk->magic)) == VMCLOCK_MAGIC &&
+	       le32toh(PAGE_LOAD(&clk->size)) >
+			offsetof(struct vmclock_abi, vm_generation_counter) &&
+	       (le64toh(PAGE_LOAD(&clk->flags)) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT);
+}
+
+/*
+ * Loop until the counter moves, then keep @window_ns worth of samples. Every
+ * iteration costs the same before and after the restore. Returns the count;
+ * 0 if no restore came within @timeout_ns.
+ */
+static size_t sample_across_restore(const struct vmclock_abi *clk,
+				    struct sample *s, unsigned long long window_ns,
+				    unsigned long long timeout_ns, const char *ready_file,
+				    unsigned long long *gen_after)
+{
+	unsigned long long gen0 = read_counter(clk), start = now_ns(), first = 0, gen;
+	unsigned char buf[SAMPLE_BYTES];
+	size_t n = 0;
+
+	for (;;) {
+		gen = read_counter(clk);
+		if (getrandom(buf, sizeof(buf), 0) != sizeof(buf))
+			ksft_exit_fail_msg("getrandom: %s\n", strerror(errno));
+		if (gen == gen0) {
+			if (ready_file) {
+				close(open(ready_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+				ready_file = NULL;
+			}
+			if (now_ns() - start > timeout_ns)
+				return 0;
+			continue;
+		}
+		s[n].t_ns = now_ns();
+		memcpy(&s[n].head, buf, sizeof(s[n].head));
+		if (!n)
+			first = s[n].t_ns;
+		if (++n == MAX_SAMPLES || s[n - 1].t_ns - first >= window_ns)
+			break;
+	}
+	*gen_after = gen;
+	return n;
+}
+
+static int write_samples(const char *path, const struct sample *s, size_t n)
+{
+	FILE *f = fopen(path, "w");
+	size_t i;
+
+	if (!f)
+		return -1;
+	for (i = 0; i < n; i++)
+		fprintf(f, "%llu %016llx\n",
+			(s[i].t_ns - s[0].t_ns) / 1000, s[i].head);
+	return fclose(f);
+}
+
+/* The driver, if bound, must catch up with the counter on its own. */
+static bool driver_caught_up(unsigned long long gen)
+{
+	long long deadline = vmgen_now_ms() + SYNC_WAIT_MS;
+
+	do {
+		if (vmgen_read_ull(VMGEN_ATTR("generation")) == (long long)gen)
+			return true;
+		usleep(10000);
+	} while (vmgen_now_ms() < deadline);
+	return false;
+}
+
+int main(void)
+{
+	const char *env = getenv("VMGEN_RESTORE_TIMEOUT");
+	const char *out = getenv("VMGEN_SAMPLES_FILE");
+	const char *ms = getenv("VMGEN_STALE_MS");
+	unsigned long long window_ns = (ms ? strtoull(ms, NULL, 10) : DEFAULT_MS) * 1000000ULL;
+	const struct vmclock_abi *clk;
+	unsigned long long gen0, gen = 0;
+	struct sample *s;
+	size_t n;
+
+	ksft_print_header();
+	if (!env || atoi(env) <= 0)
+		ksft_exit_skip("no restore is coming: set VMGEN_RESTORE_TIMEOUT %s\n",
+			       "and restore the VM while this loops");
+	if (!window_ns)
+		ksft_exit_fail_msg("VMGEN_STALE_MS must be a positive number\n");
+	clk = map_page();
+	if (!page_usable(clk))
+		ksft_exit_skip("the vmclock page has no VM generation counter\n");
+	s = calloc(MAX_SAMPLES, sizeof(*s));
+	if (!s)
+		ksft_exit_fail_msg("no memory for %d samples\n", MAX_SAMPLES);
+	ksft_set_plan(3);
+
+	gen0 = read_counter(clk);
+	ksft_print_msg("sampling getrandom(%d) until the counter leaves %llu\n",
+		       SAMPLE_BYTES, gen0);
+	fflush(stdout);
+	n = sample_across_restore(clk, s, window_ns, atoi(env) * 1000000000ULL,
+				  getenv("VMGEN_READY_FILE"), &gen);
+	ksft_test_result(n > 0, "counter moved from %llu to %llu\n",
+			 gen0, gen);
+	if (n)
+		ksft_print_msg("%zu samples in %llu ms after the restore\n",
+			       n, (s[n - 1].t_ns - s[0].t_ns) / 1000000);
+	ksft_test_result(n && (!out || !write_samples(out, s, n)),
+			 "post-restore samples recorded%s%s\n",
+			 out ? " to " : "", out ? out : "");
+	if (vmgen_bound())
+		ksft_test_result(n && driver_caught_up(gen),
+				 "sysfs generation caught up with the counter\n");
+	else
+		ksft_test_result_skip("no vmgenid_vmclock driver bound to compare with\n");
+	free(s);
+	ksft_finished();
+}
