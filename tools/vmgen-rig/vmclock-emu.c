@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/vmclock-abi.h>
@@ -29,7 +30,7 @@ _Static_assert(offsetof(struct vmclock_abi, vm_generation_counter) == 104,
 	       "vmclock ABI");
 _Static_assert(sizeof(struct vmclock_abi) == 112, "vmclock ABI");
 
-enum { EXIT_USAGE = 2, PAGE_BYTES = 4096 };
+enum { EXIT_USAGE = 2, PAGE_BYTES = 4096, MAX_RATE = 100000, MAX_SECONDS = 600 };
 
 struct opts {
 	const char *ram;
@@ -43,6 +44,8 @@ struct opts {
 	long long version;
 	long long size;
 	int ring;
+	unsigned long long rate;	/* flap, storm: per second */
+	unsigned long long seconds;
 };
 
 static void usage(FILE *f)
@@ -58,6 +61,11 @@ static void usage(FILE *f)
 	      "  bump    move the counter as a hypervisor does after a restore\n"
 	      "          --strategy increment|random  (increment)\n"
 	      "          --ring                     ring the doorbell afterwards\n"
+	      "  begin   start an update and stop halfway: counter moved,\n"
+	      "          seq_count left odd (--strategy as for bump)\n"
+	      "  finish  complete it: seq_count even again\n"
+	      "  flap    bump --rate times a second for --seconds (--ring: each)\n"
+	      "  storm   ring --rate times a second for --seconds, counter alone\n"
 	      "  ring    ring the doorbell once\n"
 	      "  show    print the page\n"
 	      "\n"
@@ -136,29 +144,13 @@ static uint64_t next_counter(uint64_t cur, const char *strategy)
 	return v;
 }
 
-/* Firecracker's order: seq odd, fence, marker and counter, fence, seq even. */
-static void bump(struct vmclock_abi *clk, const char *strategy)
-{
-	uint32_t seq = le32toh(__atomic_load_n(&clk->seq_count, __ATOMIC_RELAXED));
-	uint64_t gen = le64toh(clk->vm_generation_counter);
-
-	__atomic_store_n(&clk->seq_count, htole32(seq | 1), __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	clk->disruption_marker = htole64(le64toh(clk->disruption_marker) + 1);
-	clk->vm_generation_counter = htole64(next_counter(gen, strategy));
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&clk->seq_count, htole32((seq | 1) + 1),
-			 __ATOMIC_RELAXED);
-}
-
-static int ring(const char *path)
+static int doorbell_open(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char byte = '!';
-	int fd, ret = 0;
+	int fd;
 
 	if (!path) {
-		fprintf(stderr, "vmclock-emu: ring needs --doorbell SOCK\n");
+		fprintf(stderr, "vmclock-emu: ringing needs --doorbell SOCK\n");
 		return -1;
 	}
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -167,17 +159,111 @@ static int ring(const char *path)
 	}
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    write(fd, &byte, 1) != 1) {
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		fprintf(stderr, "vmclock-emu: doorbell %s: %s\n", path,
 			strerror(errno));
-		ret = -1;
+		if (fd >= 0)
+			close(fd);
+		return -1;
 	}
-	if (fd >= 0)
-		close(fd);
+	return fd;
+}
+
+/* One byte is one ring; 0, or -1 if the guest's UART is not taking any. */
+static int doorbell_ring(int fd, int flags)
+{
+	const char byte = '!';
+
+	return send(fd, &byte, 1, flags | MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static int ring(const char *path)
+{
+	int fd = doorbell_open(path), ret;
+
+	if (fd < 0)
+		return -1;
+	ret = doorbell_ring(fd, 0);
+	if (ret)
+		fprintf(stderr, "vmclock-emu: doorbell %s: %s\n", path,
+			strerror(errno));
+	close(fd);
 	return ret;
 }
 
+/*
+ * A hypervisor that stops halfway through an update: seq_count odd, the
+ * counter already moved. "finish" completes it.
+ */
+static void begin_update(struct vmclock_abi *clk, const char *strategy)
+{
+	uint32_t seq = le32toh(__atomic_load_n(&clk->seq_count, __ATOMIC_RELAXED));
+	uint64_t gen = le64toh(clk->vm_generation_counter);
+
+	__atomic_store_n(&clk->seq_count, htole32(seq | 1), __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	clk->disruption_marker = htole64(le64toh(clk->disruption_marker) + 1);
+	clk->vm_generation_counter = htole64(next_counter(gen, strategy));
+}
+
+static void finish_update(struct vmclock_abi *clk)
+{
+	uint32_t seq = le32toh(__atomic_load_n(&clk->seq_count, __ATOMIC_RELAXED));
+
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&clk->seq_count, htole32((seq | 1) + 1),
+			 __ATOMIC_RELAXED);
+}
+
+/* Firecracker's order: seq odd, fence, marker and counter, fence, seq even. */
+static void bump(struct vmclock_abi *clk, const char *strategy)
+{
+	begin_update(clk, strategy);
+	finish_update(clk);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/*
+ * flap: move the counter (and ring, with --ring) o->rate times a second;
+ * storm: ring that often with the counter left alone. Both for o->seconds,
+ * on absolute deadlines. A ring the guest's UART cannot take yet is dropped
+ * (counted), not queued: a storm must not outlast its seconds.
+ */
+static int storm(struct vmclock_abi *clk, const struct opts *o, int flap)
+{
+	uint64_t period = 1000000000ULL / o->rate, start = now_ns();
+	uint64_t n = o->rate * o->seconds, i, dropped = 0, t;
+	struct timespec ts;
+	int fd = -1;
+
+	if (!flap || o->ring) {
+		fd = doorbell_open(o->doorbell);
+		if (fd < 0)
+			return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (flap)
+			bump(clk, o->strategy);
+		if (fd >= 0 && doorbell_ring(fd, MSG_DONTWAIT))
+			dropped++;
+		t = start + (i + 1) * period;
+		ts.tv_sec = t / 1000000000ULL;
+		ts.tv_nsec = t % 1000000000ULL;
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	}
+	if (fd >= 0)
+		close(fd);
+	printf("%s: %" PRIu64 " in %.1f s, %" PRIu64 " rings dropped\n",
+	       flap ? "flaps" : "rings", n, (now_ns() - start) / 1e9, dropped);
+	return 0;
+}
 static void show(const struct vmclock_abi *clk)
 {
 	printf("magic 0x%08" PRIx32 "\nsize %" PRIu32 "\nversion %u\n"
@@ -203,6 +289,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "version", required_argument, NULL, 'v' },
 		{ "size", required_argument, NULL, 'z' },
 		{ "ring", no_argument, NULL, 'R' },
+		{ "rate", required_argument, NULL, 'f' },
+		{ "seconds", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
 	};
@@ -216,7 +304,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		}
 		if (c == '?')
 			return -1;
-		if (optarg && strchr("ocmvz", c) && parse_ull(optarg, &v)) {
+		if (optarg && strchr("ocmvzft", c) && parse_ull(optarg, &v)) {
 			fprintf(stderr, "vmclock-emu: bad number '%s'\n", optarg);
 			return -1;
 		}
@@ -232,6 +320,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'v': o->version = (long long)(uint16_t)v; break;
 		case 'z': o->size = (long long)(uint32_t)v; break;
 		case 'R': o->ring = 1; break;
+		case 'f': o->rate = v; break;
+		case 't': o->seconds = v; break;
 		}
 	}
 	if (strcmp(o->strategy, "increment") && strcmp(o->strategy, "random")) {
@@ -257,7 +347,9 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	if (!strcmp(cmd, "ring"))
 		return ring(o.doorbell) ? EXIT_FAILURE : EXIT_SUCCESS;
-	if (strcmp(cmd, "init") && strcmp(cmd, "bump") && strcmp(cmd, "show")) {
+	if (strcmp(cmd, "init") && strcmp(cmd, "bump") && strcmp(cmd, "show") &&
+	    strcmp(cmd, "begin") && strcmp(cmd, "finish") &&
+	    strcmp(cmd, "flap") && strcmp(cmd, "storm")) {
 		fprintf(stderr, "vmclock-emu: unknown command '%s'\n", cmd);
 		goto bad_usage;
 	}
@@ -270,6 +362,22 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	if (!strcmp(cmd, "init"))
 		return cmd_init(clk, &o);
+	if (!strcmp(cmd, "flap") || !strcmp(cmd, "storm")) {
+		if (!o.rate || o.rate > MAX_RATE || !o.seconds || o.seconds > MAX_SECONDS) {
+			fprintf(stderr, "vmclock-emu: %s needs --rate 1..%d and --seconds 1..%d\n",
+				cmd, MAX_RATE, MAX_SECONDS);
+			goto bad_usage;
+		}
+		return storm(clk, &o, !strcmp(cmd, "flap")) ? EXIT_FAILURE : 0;
+	}
+	if (!strcmp(cmd, "begin") || !strcmp(cmd, "finish")) {
+		if (cmd[0] == 'b')
+			begin_update(clk, o.strategy);
+		else
+			finish_update(clk);
+		show(clk);
+		return 0;
+	}
 	if (!strcmp(cmd, "show")) {
 		show(clk);
 		return 0;

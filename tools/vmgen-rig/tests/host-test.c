@@ -150,6 +150,35 @@ static void test_emu_bump(void)
 	       "a value repeated");
 }
 
+static void test_emu_faults(void)
+{
+	struct vmclock_abi *p;
+
+	run_emu("init --counter 10");
+	result("emu: begin exits 0", run_emu("begin") == 0, "non-zero exit");
+	p = page();
+	result("emu: begin moves the counter and leaves seq_count odd",
+	       le64toh(p->vm_generation_counter) == 11 && (le32toh(p->seq_count) & 1),
+	       "counter not 11 or seq_count even");
+	run_emu("finish");
+	p = page();
+	result("emu: finish makes seq_count even, counter kept",
+	       le32toh(p->seq_count) == 2 && le64toh(p->vm_generation_counter) == 11,
+	       "seq_count not 2 or counter moved");
+	result("emu: flap without --ring exits 0",
+	       run_emu("flap --rate 200 --seconds 1") == 0, "non-zero exit");
+	p = page();
+	result("emu: flap moves the counter rate x seconds times",
+	       le64toh(p->vm_generation_counter) == 211 && le32toh(p->seq_count) == 402,
+	       "counter or seq_count wrong");
+	result("emu: flap and storm refuse a zero or huge rate",
+	       run_emu("flap --rate 0 --seconds 1") == 2 &&
+	       run_emu("storm --rate 1000000 --seconds 1") == 2 &&
+	       run_emu("storm --rate 10 --seconds 0") == 2, "wrong exit");
+	result("emu: storm without a doorbell fails",
+	       run_emu("storm --rate 10 --seconds 1") == 1, "wrong exit");
+}
+
 static void test_emu_usage(void)
 {
 	result("emu: unknown command exits 2", run_emu("explode") == 2, "wrong exit");
@@ -180,6 +209,7 @@ int main(int argc, char **argv)
 	test_emu_init();
 	test_emu_bump();
 	test_emu_usage();
+	test_emu_faults();
 	unlink(ram);
 	return failures ? 1 : 0;
 }
