@@ -12,6 +12,8 @@
 #   make kernel-tree KSRC=dir   turn a pristine 6.1 tree into the patched one
 #   make kernel   build the patched 6.1 kernel, driver =y and =m (cached)
 #   make patches  regenerate the format-patch series in patches/
+#   make bench    stale outputs after a restore per mechanism, and the cost
+#                 of the patched kernel's check (builds what it needs)
 #
 # Build outputs go to build/; slow, reusable ones (the guest rootfs, the
 # guest kernel) to $(VMGEN_CACHE), keyed by their inputs.
@@ -87,7 +89,11 @@ demo: deps
 check: deps
 	tools/vmgen-rig/check.sh
 
+bench: deps
+	tools/vmgen-rig/bench.sh
+
 clean:
 	rm -rf $(O)
 
-.PHONY: all deps module dkms-install kernel-tree kernel patches rig demo check clean
+.PHONY: all deps module dkms-install kernel-tree kernel patches rig demo check bench \
+	clean

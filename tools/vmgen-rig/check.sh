@@ -23,33 +23,6 @@ expect() {
 }
 
 # ---------------------------------------------------------------- build
-# Debian's linux-source-6.1, unpacked once into the cache: checkpatch and
-# kernel-doc come from it, and the selftests build in it as in-tree ones.
-ktree() {
-	local ver dir
-	ver=$(dpkg-query -W -f='${Version}' linux-source-6.1) || return 1
-	dir=$VMGEN_CACHE/linux-source-6.1-$ver
-	if [ ! -e "$dir/.unpacked" ]; then
-		rm -rf "$dir" && mkdir -p "$dir"
-		tar -xJf /usr/src/linux-source-6.1.tar.xz -C "$dir" \
-			--strip-components=1 || return 1
-		touch "$dir/.unpacked"
-	fi
-	echo "$dir"
-}
-
-# Copy the selftests into the tree and build them the kernel's way; the
-# installed folder goes into the guest.
-kselftest_build() {
-	local tree=$1
-	rsync -a --delete "$top/tools/testing/selftests/vmgen/" \
-		"$tree/tools/testing/selftests/vmgen/" &&
-	rm -rf "$VMGEN_BUILD/kselftest" "$VMGEN_BUILD/kselftest-out" &&
-	make -C "$tree/tools/testing/selftests" TARGETS=vmgen \
-		O="$VMGEN_BUILD/kselftest-out" \
-		INSTALL_PATH="$VMGEN_BUILD/kselftest" install
-}
-
 kver=$("$here/kernel.sh" version)
 dkms_ko=/lib/modules/$kver/updates/dkms/vmgenid_vmclock.ko
 step "Unpacking Debian's linux-source-6.1 (cached)" ktree &&
@@ -358,7 +331,6 @@ dkms_tests() {
 # kselftests driven by the rig: vmgen_restore waits in the guest, the rig
 # snapshots it while it waits, and restores it; the samples it prints are
 # compared here, across two loadvm of one snapshot and across clones.
-kst=/usr/lib/vmgen/kselftest
 
 kst_tap() {	# kst_tap LABEL LOG-TEXT: count the test binary's own results
 	local label=$1 line name n=0
