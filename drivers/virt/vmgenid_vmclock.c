@@ -15,6 +15,7 @@
 #include <linux/ktime.h>
 #include <linux/major.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/moduleparam.h>
 #include <linux/platform_device.h>
 #include <linux/pm.h>
@@ -50,6 +51,12 @@ enum {
 	VMCLOCK_RESEED_GAP_MS = 50,
 	/* Notify mode's safety net: one cheap read a second. */
 	VMCLOCK_BACKSTOP_MS = MSEC_PER_SEC,
+	/*
+	 * More notifications than this in a second is a storm: stop listening
+	 * and poll for VMCLOCK_STORM_HOLD_S seconds (see vmclock_gen_watch_storm()).
+	 */
+	VMCLOCK_STORM_NOTIFIES = 100,
+	VMCLOCK_STORM_HOLD_S = 10,
 	VMCLOCK_POLL_DEFAULT_MS = 100,
 	VMCLOCK_POLL_MIN_MS = 10,
 	VMCLOCK_POLL_MAX_MS = 60 * MSEC_PER_SEC,
@@ -82,6 +89,13 @@ struct vmclock_gen {
 	bool sync;
 	bool seq_stuck;		/* only touched by check_work */
 	unsigned long next_kick;	/* jiffies; see VMCLOCK_RESEED_GAP_MS */
+	/* The notify handler, and what a storm does to it. */
+	struct mutex notify_lock;	/* armed and dead */
+	bool notify_armed;
+	bool notify_dead;		/* torn down: never arm again */
+	atomic_t notifies;		/* in the current window */
+	unsigned long window_start;	/* jiffies */
+	unsigned long storm_until;	/* jiffies */
 	atomic64_t generation;
 	atomic64_t restores;
 };
@@ -347,22 +361,6 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
 }
 
 /*
- * Poll mode and a stuck seq_count come back every poll interval. Notify mode
- * comes back too, more slowly: a notification the hypervisor fails to send
- * must not leave a restore unnoticed for longer than VMCLOCK_BACKSTOP_MS.
- */
-static void vmclock_gen_work(struct work_struct *work)
-{
-	struct vmclock_gen *vg = container_of(to_delayed_work(work),
-					      struct vmclock_gen, check_work);
-	unsigned int next_ms = VMCLOCK_BACKSTOP_MS;
-
-	if (vmclock_gen_check(vg) == -ETIMEDOUT || vg->mode == VMCLOCK_MODE_POLL)
-		next_ms = READ_ONCE(poll_interval_ms);
-	queue_delayed_work(system_wq, &vg->check_work, msecs_to_jiffies(next_ms));
-}
-
-/*
  * Check now, or at the end of the gap after the last change: a storm of
  * notifications collapses into one pending check.
  */
@@ -376,15 +374,108 @@ static void vmclock_gen_kick(struct vmclock_gen *vg)
 
 static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
 {
-	vmclock_gen_kick(data);
+	struct vmclock_gen *vg = data;
+
+	atomic_inc(&vg->notifies);
+	vmclock_gen_kick(vg);
 }
 
+/* Called with notify_lock held. */
+static int vmclock_gen_install(struct vmclock_gen *vg)
+{
+	acpi_status status;
+
+	status = acpi_install_notify_handler(ACPI_HANDLE(vg->dev),
+					     ACPI_DEVICE_NOTIFY,
+					     vmclock_gen_notify, vg);
+	if (ACPI_FAILURE(status)) {
+		dev_err(vg->dev, "cannot install notify handler: %s\n",
+			acpi_format_exception(status));
+		return -ENODEV;
+	}
+	vg->notify_armed = true;
+	atomic_set(&vg->notifies, 0);
+	vg->window_start = jiffies;
+	return 0;
+}
+
+/*
+ * Called with notify_lock held. Returns once no dispatch of the handler is
+ * running or queued: ACPICA waits for its notify workqueue to drain.
+ */
+static void vmclock_gen_uninstall(struct vmclock_gen *vg)
+{
+	acpi_remove_notify_handler(ACPI_HANDLE(vg->dev), ACPI_DEVICE_NOTIFY,
+				   vmclock_gen_notify);
+	vg->notify_armed = false;
+}
+
+/*
+ * ACPICA queues one dispatch per Notify for every installed handler, on a
+ * workqueue that the interrupt storm itself starves (the GED runs _EVT in a
+ * SCHED_FIFO thread): the queue, and the guest's memory, grow for as long
+ * as the storm lasts. Without a handler, nothing is queued. So above
+ * VMCLOCK_STORM_NOTIFIES a second, stop listening and poll instead, and
+ * listen again VMCLOCK_STORM_HOLD_S seconds later. Runs from check_work only.
+ */
+static void vmclock_gen_watch_storm(struct vmclock_gen *vg)
+{
+	unsigned long now = jiffies;
+	unsigned int n;
+
+	mutex_lock(&vg->notify_lock);
+	if (vg->notify_dead)
+		goto out;
+	if (vg->notify_armed) {
+		if (time_before(now, vg->window_start + HZ))
+			goto out;
+		n = atomic_xchg(&vg->notifies, 0);
+		vg->window_start = now;
+		if (n <= VMCLOCK_STORM_NOTIFIES)
+			goto out;
+		dev_warn(vg->dev, "%u notifications in a second: polling for %u s instead\n",
+			 n, VMCLOCK_STORM_HOLD_S);
+		vmclock_gen_uninstall(vg);
+		vg->storm_until = now + VMCLOCK_STORM_HOLD_S * HZ;
+	} else if (time_after_eq(now, vg->storm_until) && !vmclock_gen_install(vg)) {
+		dev_info(vg->dev, "listening to notifications again\n");
+	}
+out:
+	mutex_unlock(&vg->notify_lock);
+}
+
+/*
+ * Poll mode, a stuck seq_count and notify mode during a storm come back
+ * every poll interval. Notify mode comes back too, more slowly: a
+ * notification the hypervisor fails to send must not leave a restore
+ * unnoticed for longer than VMCLOCK_BACKSTOP_MS.
+ */
+static void vmclock_gen_work(struct work_struct *work)
+{
+	struct vmclock_gen *vg = container_of(to_delayed_work(work),
+					      struct vmclock_gen, check_work);
+	unsigned int next_ms = VMCLOCK_BACKSTOP_MS;
+	bool polling = vg->mode == VMCLOCK_MODE_POLL;
+
+	if (vg->mode == VMCLOCK_MODE_NOTIFY) {
+		vmclock_gen_watch_storm(vg);
+		polling = !READ_ONCE(vg->notify_armed);
+	}
+	if (vmclock_gen_check(vg) == -ETIMEDOUT || polling)
+		next_ms = READ_ONCE(poll_interval_ms);
+	queue_delayed_work(system_wq, &vg->check_work, msecs_to_jiffies(next_ms));
+}
+
+/* Teardown: remove the handler if a storm has not, and never re-arm. */
 static void vmclock_gen_remove_notify(void *data)
 {
 	struct vmclock_gen *vg = data;
 
-	acpi_remove_notify_handler(ACPI_HANDLE(vg->dev), ACPI_DEVICE_NOTIFY,
-				   vmclock_gen_notify);
+	mutex_lock(&vg->notify_lock);
+	if (vg->notify_armed)
+		vmclock_gen_uninstall(vg);
+	vg->notify_dead = true;
+	mutex_unlock(&vg->notify_lock);
 }
 
 static void vmclock_gen_cancel_work(void *data)
@@ -396,20 +487,17 @@ static void vmclock_gen_cancel_work(void *data)
 
 static int vmclock_gen_arm_notify(struct vmclock_gen *vg)
 {
-	acpi_handle handle = ACPI_HANDLE(vg->dev);
-	acpi_status status;
+	int ret;
 
-	if (!handle) {
+	if (!ACPI_HANDLE(vg->dev)) {
 		dev_err(vg->dev, "notify mode needs an ACPI companion\n");
 		return -ENODEV;
 	}
-	status = acpi_install_notify_handler(handle, ACPI_DEVICE_NOTIFY,
-					     vmclock_gen_notify, vg);
-	if (ACPI_FAILURE(status)) {
-		dev_err(vg->dev, "cannot install notify handler: %s\n",
-			acpi_format_exception(status));
-		return -ENODEV;
-	}
+	mutex_lock(&vg->notify_lock);
+	ret = vmclock_gen_install(vg);
+	mutex_unlock(&vg->notify_lock);
+	if (ret)
+		return ret;
 	return devm_add_action_or_reset(vg->dev, vmclock_gen_remove_notify, vg);
 }
 
@@ -537,6 +625,7 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	atomic64_set(&vg->generation, le64_to_cpu(snap.vm_generation_counter));
 	vg->mode = vmclock_gen_pick_mode(le64_to_cpu(snap.flags));
 	INIT_DELAYED_WORK(&vg->check_work, vmclock_gen_work);
+	mutex_init(&vg->notify_lock);
 
 	ret = devm_add_action_or_reset(dev, vmclock_gen_cancel_work, vg);
 	if (ret)
@@ -636,15 +725,14 @@ static struct platform_driver vmclock_gen_driver = {
  */
 static void vmclock_gen_warn_taken(void)
 {
+	struct acpi_device *adev, *prev = NULL;
 	const struct acpi_device_id *id;
-	struct acpi_device *adev;
 	struct device *dev;
 
+	/* Both IDs match one device (its _HID and _CID): warn once. */
 	for (id = vmclock_gen_acpi_ids; id->id[0]; id++) {
 		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
-		if (!adev)
-			continue;
-		dev = acpi_get_first_physical_node(adev);
+		dev = adev && adev != prev ? acpi_get_first_physical_node(adev) : NULL;
 		if (dev) {
 			device_lock(dev);
 			if (dev->driver && dev->driver != &vmclock_gen_driver.driver)
@@ -652,8 +740,10 @@ static void vmclock_gen_warn_taken(void)
 					dev_name(dev), dev->driver->name);
 			device_unlock(dev);
 		}
-		acpi_dev_put(adev);
+		acpi_dev_put(prev);
+		prev = adev;
 	}
+	acpi_dev_put(prev);
 }
 
 static int __init vmclock_gen_init(void)
