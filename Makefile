@@ -12,6 +12,7 @@
 #   make kernel-tree KSRC=dir   turn a pristine 6.1 tree into the patched one
 #   make kernel   build the patched 6.1 kernel, driver =y and =m (cached)
 #   make patches  regenerate the format-patch series in patches/
+#   make faults   the fault-injection suite on the debug kernel (builds it)
 #   make bench    stale outputs after a restore per mechanism, and the cost
 #                 of the patched kernel's check (builds what it needs)
 #
@@ -92,8 +93,11 @@ check: deps
 bench: deps
 	tools/vmgen-rig/bench.sh
 
+faults: deps
+	tools/vmgen-rig/faults.sh
+
 clean:
 	rm -rf $(O)
 
-.PHONY: all deps module dkms-install kernel-tree kernel patches rig demo check bench \
+.PHONY: all deps module dkms-install kernel-tree kernel patches rig demo check bench faults \
 	clean

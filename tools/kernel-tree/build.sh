@@ -17,7 +17,9 @@ inputs=("$here/build.sh" "$here/apply.sh" "$here/config.fragment"
 	"$here/virt.patch" "$here/docs.patch" "$here/selftests.patch"
 	"$top/drivers/char/random.c.patch"
 	"$top/drivers/virt/vmgenid_vmclock.c"
-	"$top/include/uapi/linux/vmclock-abi.h")
+	"$top/include/uapi/linux/vmclock-abi.h"
+	"$top/tools/vmgen-rig/faults/Kbuild"
+	"$top/tools/vmgen-rig/faults/vmclock_squatter.c")
 key=$( { cat "${inputs[@]}"; dpkg-query -W -f='${Version}' linux-source-6.1; } |
 	sha256sum | cut -c1-16)
 out=$cache/kernel-$key
@@ -67,6 +69,14 @@ for v in y m; do
 		INSTALL_MOD_STRIP=1 modules_install
 	cp "$obj/arch/x86/boot/bzImage" "$obj/.config" "$obj/System.map" "$out/$v/"
 	make -s -C "$out/src" O="$obj" kernelrelease >"$out/$v/release"
+	# make faults' stand-in for another driver owning the device.
+	if [ "$v" = m ]; then
+		mkdir "$out/m/squatter"
+		cp "$top"/tools/vmgen-rig/faults/{Kbuild,vmclock_squatter.c} "$out/m/squatter/"
+		make -s -C "$out/src" O="$obj" M="$out/m/squatter" modules
+		cp "$out/m/squatter/vmclock_squatter.ko" "$out/m/"
+		rm -rf "$out/m/squatter"
+	fi
 	rm -rf "$obj"
 done
 touch "$out/.done"

@@ -97,6 +97,7 @@ patched_rig() {
 	[ "$v" = m ] &&
 		module=$kout/m/root/lib/modules/$(cat "$kout/m/release")/kernel/drivers/virt/vmgenid_vmclock.ko
 	make -C "$top" rig O="$top/build/patched-$v" GUEST_KERNEL="$kout/$v/bzImage" \
+		${module:+SQUATTER=$kout/m/vmclock_squatter.ko} \
 		GUEST_MODULE="$module" KSELFTEST="$top/build/kselftest"
 }
 
@@ -153,3 +154,8 @@ stale_pair() {
 		END { print shared + 0, (first == "" ? -1 : first) }' \
 		"$stale_dir/$vm-2.txt" "$stale_dir/$vm-1.txt")
 }
+
+# What no guest may ever print: oopses and warnings (lockdep's reports
+# start with WARNING), hung tasks, lockups, RCU stalls and KASAN. (make
+# faults reads kmemleak's own list.)
+splat='BUG:|WARNING:|Oops|Call Trace|general protection|RIP:|refcount_t|list_(add|del) corruption|INFO: task .* blocked|soft lockup|hard LOCKUP|rcu_sched self-detected|rcu: INFO|detected stalls|KASAN'
