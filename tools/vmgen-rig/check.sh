@@ -1,14 +1,16 @@
 #!/bin/bash
 # make check: build everything (module, DKMS install, in-tree selftests, the
 # rig), then run the host tests, the lint checks, and the in-guest tests:
-# probe, DKMS, selftests across restores, notify and poll modes, clones.
+# probe, DKMS, selftests across restores, notify and poll modes, clones,
+# stale output across clones; then the same on the patched kernel (make
+# kernel), with its synchronous check and WireGuard; then the quick subset
+# of make faults on its debug kernel.
 # Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 passed=0 failed=0 skipped=0
 ko=/usr/lib/vmgen/vmgenid_vmclock.ko
-splat='BUG:|WARNING:|Oops|Call Trace|general protection|RIP:|refcount_t|list_(add|del) corruption|INFO: task .* blocked|soft lockup|rcu_sched self-detected'
 
 # Results carry the kernel they ran on once more than one is tested.
 kname=
@@ -78,8 +80,10 @@ lint() {
 		test -z "$(grep -E 'vmgenid_vmclock.c:[0-9]+' <<<"$out")"
 	scripts=$tree/scripts
 	out=$("$scripts/checkpatch.pl" --strict --no-tree -q -f \
-		"$top/drivers/virt/vmgenid_vmclock.c" 2>&1)
-	expect "lint: checkpatch --strict is clean on the driver" "$out" test -z "$out"
+		"$top/drivers/virt/vmgenid_vmclock.c" \
+		"$top/tools/vmgen-rig/faults/vmclock_squatter.c" 2>&1)
+	expect "lint: checkpatch --strict is clean on the driver and the test module" \
+		"$out" test -z "$out"
 	out=$("$scripts/checkpatch.pl" --strict --no-tree -q -f \
 		"$top/include/uapi/linux/vmclock-abi.h" 2>&1)
 	expect "lint: checkpatch --strict is clean on the ABI header" "$out" test -z "$out"
@@ -413,6 +417,36 @@ kselftest_tests() {
 	rm -f "$state"
 }
 
+# stale_tests VM EXPECT LABEL [boot options]: vmgen_stale loops across a
+# save, two clones continue together (lib.sh), and EXPECT says what the
+# shared post-restore samples must be: "none" on a kernel that checks the
+# counter on every output, "some" for the control with no driver at all.
+stale_tests() {
+	local vm=$1 want=$2 label=$3
+	shift 3
+	step "Booting '$vm' and sampling getrandom() across a save" \
+		stale_boot "$vm" "$@" "${boot_extra[@]}" ||
+		{ fail "stale: $label" "guest did not boot or vmgen_stale did not start"; return; }
+	if ! step "Two clones of '$vm' continue together" stale_pair "$vm"; then
+		fail "stale: $label" "$stale_err"
+		"$rig" down "$vm" "$vm-1" "$vm-2"
+		return
+	fi
+	kst_tap "kselftest vmgen_stale (clone 1)" "$stale_log1"
+	kst_tap "kselftest vmgen_stale (clone 2)" "$stale_log2"
+	echo "stale $vm: samples=$stale_n shared=$stale_shared latency_us=$stale_lat_us" >>"$log"
+	if [ "$want" = none ]; then
+		expect "stale: $label: none of $stale_n post-restore samples shared" \
+			"$stale_shared shared, fresh after ${stale_lat_us} us" test "$stale_shared" = 0
+	else
+		expect "stale: $label: clones share post-restore samples ($stale_shared of $stale_n)" \
+			"none shared: the test could not see a stale window" test "$stale_shared" -gt 0
+	fi
+	no_splat "$vm-1"
+	no_splat "$vm-2"
+	"$rig" down "$vm" "$vm-1" "$vm-2"
+}
+
 # ------------------------------------------------------ patched kernel only
 # silent_pair STATE TAG [clone options]: two paused clones sync-TAG-1/2,
 # continued together without a doorbell; their first bytes go to $bytes.
@@ -514,37 +548,51 @@ stock_tests() {
 	clone_tests ctl "control, no shim" same increment -- --no-module
 	clone_tests cl "clones" differ increment random --
 	clone_tests q64 "clones on qemu64" differ increment -- --cpu qemu64
+	stale_tests stc some "control, no driver" --no-module
 }
 
 # patched_tests y|m KOUT: the slice's tests, and what only a patched kernel
 # can pass, on the kernel make kernel built.
 patched_tests() {
-	local v=$1 kout=$2 module=
-	if [ "$v" = m ]; then
-		module=$kout/m/root/lib/modules/$(cat "$kout/m/release")/kernel/drivers/virt/vmgenid_vmclock.ko
-		boot_extra=()
-	else
-		boot_extra=(--no-module)
-	fi
+	local v=$1 kout=$2
+	boot_extra=(--no-module)
+	[ "$v" = m ] && boot_extra=()
 	export VMGEN_BUILD=$top/build/patched-$v
 	kname=
-	step "Building the rig around the patched kernel (=$v)" make -C "$top" rig \
-		O="$VMGEN_BUILD" GUEST_KERNEL="$kout/$v/bzImage" GUEST_MODULE="$module" \
-		KSELFTEST="$top/build/kselftest" || { fail "patched =$v" "rig build"; return; }
+	step "Building the rig around the patched kernel (=$v)" patched_rig "$v" "$kout" ||
+		{ fail "patched =$v" "rig build"; return; }
 	kname="[patched =$v] "
 	if [ "$v" = m ]; then
 		probe_tests
 		clone_tests cl "clones" differ increment --
+		stale_tests stm none "the synchronous check, driver =m"
 	else
 		kselftest_tests
 		inplace_tests notify notify
 		inplace_tests poll poll --no-notify
 		clone_tests cl "clones" differ increment random --
 		clone_tests q64 "clones on qemu64" differ increment -- --cpu qemu64
+		stale_tests sts none "the synchronous check"
 		sync_tests
 		wireguard_tests
 	fi
 	kname=
+}
+
+# make faults' quick subset, on the debug kernel (driver =m): each case is
+# one result here. It keeps its own rig folder and log (build/faults.log).
+fault_tests() {
+	local line summary=
+	while IFS= read -r line; do
+		case "$line" in
+		"fault "*" survived "*) pass "$(sed 's/  */ /g' <<<"${line%% survived*}")" ;;
+		"fault "*" FAILED "*) fail "$(sed 's/  */ /g' <<<"${line%% FAILED*}")" "${line#* FAILED }" ;;
+		"vmgen faults: "*) summary=$line; echo "$line" ;;
+		"==> "*) echo "$line" ;;
+		esac
+	done < <(VMGEN_BUILD=$top/build VMGEN_RIG_DIR=$(mktemp -d /tmp/vmgen-faults.XXXXXX) \
+		"$here/faults.sh" --quick 2>&1)
+	[ -n "$summary" ] || fail "faults" "faults.sh --quick did not finish; see $top/build/faults.log"
 }
 
 stock_tests
@@ -554,6 +602,7 @@ if step "Building the patched kernel, driver =y and =m (cached; ~20 min the firs
 	pass "make kernel: the patched tree builds with the driver =y and =m"
 	patched_tests y "$kout"
 	patched_tests m "$kout"
+	fault_tests
 else
 	fail "make kernel: the patched tree builds with the driver =y and =m" "see $log"
 fi
