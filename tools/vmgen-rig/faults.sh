@@ -175,22 +175,19 @@ slowest_during() {
 	echo "$out"
 }
 
-# What a storm costs the guest comes mostly from before the driver: each
-# doorbell is an interrupt whose GED thread (SCHED_FIFO) runs _EVT in AML,
-# which under TCG with lockdep starves userspace whatever is loaded, and
-# kmemleak's metadata for AML's allocations piles up until the storm ends
-# (about 7 MB a second here; it is freed within a second after). So each
-# storm runs first with the driver unloaded: the driver may make the
-# slowest answer at most $respond_ms, and the slab peak at most
-# $slab_growth_kb, worse than that baseline.
+# A storm runs twice, first with the driver unloaded to show what the
+# emulated doorbell alone costs the guest (see the GED thread in the
+# guest's init). With the driver, the slowest agent answer must stay within
+# $respond_ms, and the unreclaimable slab must grow at most $slab_growth_kb
+# more than it did without the driver.
 costs_at_most() {	# costs_at_most "BASE-MS BASE-KB" "MS KB" BEFORE-BASE BEFORE
 	local bms bkb ms kb
 	read -r bms bkb <<<"$1"
 	read -r ms kb <<<"$2"
 	detail+="slowest answer $ms ms ($bms ms with no driver);"
-	detail+=" slab peak +$((kb - $4)) kB (+$((bkb - $3)) kB with no driver)"
-	[ "$ms" -le $((bms + respond_ms)) ] ||
-		fails "slowest answer $ms ms, $bms ms with no driver loaded" || return
+	detail+=$(printf ' slab peak %+d kB (%+d kB with no driver)' $((kb - $4)) $((bkb - $3)))
+	[ "$ms" -le "$respond_ms" ] ||
+		fails "slowest answer $ms ms (bound $respond_ms ms; $bms ms with no driver)" || return
 	[ $((kb - $4)) -le $((bkb - $3 + slab_growth_kb)) ] ||
 		fails "slab peak grew $((kb - $4)) kB, $((bkb - $3)) kB with no driver loaded"
 }
@@ -241,20 +238,12 @@ case_9() {
 	until_true 15 attr_is f restores 1 || fails "no restore seen after the storm"
 }
 
-# A storm for as long as the load cycles run, in bursts of two seconds with
-# one of quiet: an unbroken one outgrows the guest's memory with kmemleak's
-# metadata alone (see costs_at_most), driver or no driver.
-storm_bursts() {
-	while "$rig" page f storm --rate 10000 --seconds 2 >>"$log" 2>&1; do
-		sleep 1
-	done
-}
-
 case_10() {
 	local pid out
 	fresh
 	g f "insmod $ko" >/dev/null || fails "insmod" || return
-	storm_bursts &
+	# Longer than the cycles can take; stopped when they are done.
+	"$rig" page f storm --rate 10000 --seconds 600 >>"$log" 2>&1 &
 	pid=$!
 	out=$(VMGEN_EXEC_TIMEOUT=900 g f "n=0; for i in \$(seq $cycles); do
 		rmmod vmgenid_vmclock && insmod $ko && n=\$((n + 1)); done; echo \$n")
