@@ -29,7 +29,6 @@ storm_s=10 cycles=100 nrestores=100 nclones=8
 respond_ms=1000
 # How much more slab a storm may pin with the driver than without it.
 slab_growth_kb=32768
-gen_change='crng reseeded due to virtual machine generation change'
 
 # ---------------------------------------------------------------- build
 die() {

@@ -9,6 +9,8 @@ export VMGEN_RIG_DIR=${VMGEN_RIG_DIR:-$(mktemp -d /tmp/vmgen-rig.XXXXXX)}
 rig=$here/rig
 sysdev=/sys/bus/platform/devices/AMZNC10C:00
 reader=/usr/lib/vmgen/vmgen-reader
+# What random.c prints when it reseeds for a moved vmclock counter.
+gen_change='crng reseeded due to virtual machine generation change'
 mkdir -p "$VMGEN_BUILD"
 log=${log:-$VMGEN_BUILD/$(basename "$0" .sh).log}
 : >"$log"
