@@ -191,17 +191,27 @@ costs_at_most() {	# costs_at_most "BASE-MS BASE-KB" "MS KB" BEFORE-BASE BEFORE
 		fails "slab peak grew $((kb - $4)) kB, $((bkb - $3)) kB with no driver loaded"
 }
 
-case_8() {
-	local base worst r flaps=$((storm_s * 1000)) max b0 b1
+# storm_twice KIND ARGS...: "rig page f KIND ARGS..." with no driver, then
+# again with the driver freshly loaded, which stays loaded. Leaves in
+# $costs what costs_at_most takes.
+storm_twice() {
+	local base worst b0 b1
 	fresh
 	b0=$(unreclaimable f)
-	base=$(slowest_during flap --rate 1000 --seconds "$storm_s" --ring) ||
-		fails "the flap did not run" || return
+	base=$(slowest_during "$@") || fails "the $1 did not run" || return
 	fresh
 	g f "insmod $ko" >/dev/null || fails "insmod" || return
 	b1=$(unreclaimable f)
-	worst=$(slowest_during flap --rate 1000 --seconds "$storm_s" --ring) ||
-		fails "the flap did not run" || return
+	worst=$(slowest_during "$@") || fails "the $1 did not run" || return
+	costs=("$base" "$worst" "$b0" "$b1")
+}
+
+# How often the driver gave up listening because of a storm.
+storm_fallbacks() { dmesg_count f 'notifications in a second: polling'; }
+
+case_8() {
+	local r flaps=$((storm_s * 1000)) max
+	storm_twice flap --rate 1000 --seconds "$storm_s" --ring || return
 	until_true 5 caught_up f ||
 		fails "generation did not settle on the final counter $(counter f)" || return
 	r=$(attr f restores)
@@ -210,28 +220,19 @@ case_8() {
 	detail="$r reseeds for $flaps flaps; "
 	[ "$r" -ge 1 ] && [ "$r" -le "$max" ] ||
 		fails "$r reseeds for $flaps flaps (bound $max)" || return
-	costs_at_most "$base" "$worst" "$b0" "$b1"
+	costs_at_most "${costs[@]}"
 }
 
 case_9() {
-	local base worst out b0 b1 storms
-	fresh
-	b0=$(unreclaimable f)
-	base=$(slowest_during storm --rate 10000 --seconds "$storm_s") ||
-		fails "the storm did not run" || return
-	fresh
-	g f "insmod $ko" >/dev/null || fails "insmod" || return
-	b1=$(unreclaimable f)
-	worst=$(slowest_during storm --rate 10000 --seconds "$storm_s") ||
-		fails "the storm did not run" || return
+	local out
+	storm_twice storm --rate 10000 --seconds "$storm_s" || return
 	g f "udevadm settle --timeout=30" >/dev/null
 	out="$(attr f restores) $(uevents f)"
 	# The GED thread coalesces doorbells, so how many notifications
 	# reach the driver, and whether it falls back to polling, varies.
-	storms=$(dmesg_count f 'notifications in a second: polling')
-	detail="$storms storm fallbacks; "
+	detail="$(storm_fallbacks) storm fallbacks; "
 	[ "$out" = "0 0" ] || fails "a storm with no change gave reseeds, uevents = $out" || return
-	costs_at_most "$base" "$worst" "$b0" "$b1" || return
+	costs_at_most "${costs[@]}" || return
 	# Whatever the storm did, the driver still hears a restore.
 	page f bump --ring
 	until_true 15 attr_is f restores 1 || fails "no restore seen after the storm"
@@ -249,7 +250,7 @@ case_10() {
 	kill "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
 	[ "$out" = "$cycles" ] || fails "$out of $cycles rmmod/insmod cycles succeeded" || return
-	detail="$(dmesg_count f 'notifications in a second: polling') storm fallbacks"
+	detail="$(storm_fallbacks) storm fallbacks"
 	page f bump --ring
 	until_true 15 attr_is f restores 1 ||
 		fails "the driver did not work after the cycles" || return
