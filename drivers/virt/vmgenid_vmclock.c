@@ -626,6 +626,8 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	vg->mode = vmclock_gen_pick_mode(le64_to_cpu(snap.flags));
 	INIT_DELAYED_WORK(&vg->check_work, vmclock_gen_work);
 	mutex_init(&vg->notify_lock);
+	/* No gap applies yet; 0 is not "long ago" while jiffies wraps. */
+	vg->next_kick = jiffies;
 
 	ret = devm_add_action_or_reset(dev, vmclock_gen_cancel_work, vg);
 	if (ret)
