@@ -39,7 +39,7 @@ tree=$(ktree)
 step "Building the selftests in-tree" kselftest_build "$tree" || die "selftests build"
 step "Building the module and the rig (stock kernel)" make -C "$top" rig \
 	KSELFTEST="$VMGEN_BUILD/kselftest" || die "rig build"
-step "Building the patched kernel (cached; ~20 min the first time)" \
+step "Building the patched kernel (cached; ~30 min the first time)" \
 	"$top/tools/kernel-tree/build.sh" "$VMGEN_CACHE" || die "kernel build"
 kout=$("$top/tools/kernel-tree/build.sh" "$VMGEN_CACHE")
 step "Building the rig around the patched kernel (=y)" patched_rig y "$kout" ||

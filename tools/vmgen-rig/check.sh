@@ -609,7 +609,7 @@ fault_tests() {
 }
 
 stock_tests
-if step "Building the patched kernel, driver =y and =m (cached; ~20 min the first time)" \
+if step "Building the patched kernel, driver =y and =m (cached; ~30 min the first time)" \
 	"$top/tools/kernel-tree/build.sh" "$VMGEN_CACHE"; then
 	kout=$("$top/tools/kernel-tree/build.sh" "$VMGEN_CACHE")
 	pass "make kernel: the patched tree builds with the driver =y and =m"

@@ -26,6 +26,8 @@ squatter=/usr/lib/vmgen/vmclock_squatter.ko
 kmemleak=/sys/kernel/debug/kmemleak
 storm_s=10 cycles=100 nrestores=100 nclones=8
 [ "$quick" = 1 ] && storm_s=3 cycles=20 nrestores=10 nclones=3
+# How much longer a shell command may take to answer during a storm with
+# the driver than during the same storm without it.
 respond_ms=1000
 # How much more slab a storm may pin with the driver than without it.
 slab_growth_kb=32768
@@ -38,7 +40,7 @@ die() {
 step "Unpacking Debian's linux-source-6.1 (cached)" ktree || die "no linux-source-6.1"
 tree=$(ktree)
 step "Building the selftests in-tree" kselftest_build "$tree" || die "selftests build"
-step "Building the debug kernel (cached; ~20 min the first time)" \
+step "Building the debug kernel (cached; ~30 min the first time)" \
 	"$top/tools/kernel-tree/build.sh" "$VMGEN_CACHE" || die "kernel build"
 kout=$("$top/tools/kernel-tree/build.sh" "$VMGEN_CACHE")
 step "Building the rig around it (driver =m)" patched_rig m "$kout" || die "rig build"
@@ -50,7 +52,11 @@ counter() { "$rig" page "$1" show | sed -n 's/^vm_generation_counter //p'; }
 attr() { g "$1" "cat $sysdev/$2 2>/dev/null"; }
 dmesg_count() { g "$1" "dmesg | grep -c -e '$2'"; }
 uevents() { g "$1" "cat /run/vmgen/uevents 2>/dev/null | wc -l"; }
-unreclaimable() { g "$1" "awk '/^SUnreclaim/ { print \$2 }' /proc/meminfo"; }
+# Shell builtins only: the agent's sh is the one process this starts, so
+# that the storm cases time a shell command, not awk starting up.
+unreclaimable() {
+	g "$1" 'while read -r k v u; do [ "$k" != SUnreclaim: ] || echo "$v"; done </proc/meminfo'
+}
 # Predicates for until_true, which runs its command again each time.
 attr_is() { [ "$(attr "$1" "$2")" = "$3" ]; }
 uevents_are() { [ "$(uevents "$1")" = "$2" ]; }
@@ -176,17 +182,20 @@ slowest_during() {
 
 # A storm runs twice, first with the driver unloaded to show what the
 # emulated doorbell alone costs the guest (see the GED thread in the
-# guest's init). With the driver, the slowest agent answer must stay within
-# $respond_ms, and the unreclaimable slab must grow at most $slab_growth_kb
-# more than it did without the driver.
+# guest's init). Under TCG that cost depends on the host: an idle answer
+# takes 0.2 to 0.4 s, and one during a storm with no driver over 1 s on
+# a slow host. So the driver is held to what it adds: its slowest agent
+# answer may be at most $respond_ms ms slower, and the unreclaimable slab
+# grow at most $slab_growth_kb kB more, than without the driver.
 costs_at_most() {	# costs_at_most "BASE-MS BASE-KB" "MS KB" BEFORE-BASE BEFORE
 	local bms bkb ms kb
 	read -r bms bkb <<<"$1"
 	read -r ms kb <<<"$2"
 	detail+="slowest answer $ms ms ($bms ms with no driver);"
 	detail+=$(printf ' slab peak %+d kB (%+d kB with no driver)' $((kb - $4)) $((bkb - $3)))
-	[ "$ms" -le "$respond_ms" ] ||
-		fails "slowest answer $ms ms (bound $respond_ms ms; $bms ms with no driver)" || return
+	[ $((ms - bms)) -le "$respond_ms" ] ||
+		fails "slowest answer $ms ms, $((ms - bms)) ms more than with no driver (bound $respond_ms)" ||
+		return
 	[ $((kb - $4)) -le $((bkb - $3 + slab_growth_kb)) ] ||
 		fails "slab peak grew $((kb - $4)) kB, $((bkb - $3)) kB with no driver loaded"
 }
