@@ -45,10 +45,17 @@ enum {
 	/*
 	 * After acting on a change, the next notification is acted on no
 	 * sooner than this: a hypervisor that flaps the counter or rings
-	 * nonstop gets at most 1000 / VMCLOCK_RESEED_GAP_MS reseeds and
-	 * uevents a second, and every change is still caught by the next one.
+	 * nonstop gets at most 1000 / VMCLOCK_RESEED_GAP_MS reseeds a
+	 * second, and every change is still caught by the next one.
 	 */
 	VMCLOCK_RESEED_GAP_MS = 50,
+	/*
+	 * Each uevent wakes udev and whatever its rules run, so a flapping
+	 * counter must not send one per reseed: after a uevent, the next waits
+	 * this long and then carries the newest generation. A restored guest
+	 * sees one change, so it still gets one uevent per restore.
+	 */
+	VMCLOCK_UEVENT_GAP_MS = MSEC_PER_SEC,
 	/* Notify mode's safety net: one cheap read a second. */
 	VMCLOCK_BACKSTOP_MS = MSEC_PER_SEC,
 	/*
@@ -89,6 +96,9 @@ struct vmclock_gen {
 	bool sync;
 	bool seq_stuck;		/* only touched by check_work */
 	unsigned long next_kick;	/* jiffies; see VMCLOCK_RESEED_GAP_MS */
+	/* Only touched by check_work; see VMCLOCK_UEVENT_GAP_MS. */
+	unsigned long next_uevent;	/* jiffies */
+	bool uevent_pending;
 	/* The notify handler, and what a storm does to it. */
 	struct mutex notify_lock;	/* armed and dead */
 	bool notify_armed;
@@ -309,14 +319,33 @@ static void vmclock_gen_reseed(struct vmclock_gen *vg,
 				     le64_to_cpu(snap->vm_generation_counter));
 }
 
-static void vmclock_gen_uevent(struct vmclock_gen *vg, u64 generation)
+static void vmclock_gen_uevent(struct vmclock_gen *vg)
 {
 	char genvar[sizeof("VMCLOCK_GENERATION=18446744073709551615")];
 	/* The variables vmgenid sent in 6.8, our counter, the terminator. */
 	char *envp[3] = { "NEW_VMGENID=1", genvar, NULL };
 
-	snprintf(genvar, sizeof(genvar), "VMCLOCK_GENERATION=%llu", generation);
+	snprintf(genvar, sizeof(genvar), "VMCLOCK_GENERATION=%llu",
+		 (u64)atomic64_read(&vg->generation));
 	kobject_uevent_env(&vg->dev->kobj, KOBJ_CHANGE, envp);
+	vg->uevent_pending = false;
+	vg->next_uevent = jiffies + msecs_to_jiffies(VMCLOCK_UEVENT_GAP_MS);
+}
+
+/*
+ * Send the uevent now, or at the end of the gap after the last one; returns
+ * the jiffies until then, or 0 if none is pending. Runs from check_work only.
+ */
+static unsigned long vmclock_gen_announce(struct vmclock_gen *vg)
+{
+	unsigned long now = jiffies;
+
+	if (!vg->uevent_pending)
+		return 0;
+	if (time_before(now, vg->next_uevent))
+		return vg->next_uevent - now;
+	vmclock_gen_uevent(vg);
+	return 0;
 }
 
 /*
@@ -355,7 +384,7 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
 	/* Publish before telling anyone, so readers of sysfs see it. */
 	atomic64_set(&vg->generation, generation);
 	atomic64_inc(&vg->restores);
-	vmclock_gen_uevent(vg, generation);
+	vg->uevent_pending = true;
 	sysfs_notify(&vg->dev->kobj, NULL, "generation");
 	return 0;
 }
@@ -455,6 +484,7 @@ static void vmclock_gen_work(struct work_struct *work)
 	struct vmclock_gen *vg = container_of(to_delayed_work(work),
 					      struct vmclock_gen, check_work);
 	unsigned int next_ms = VMCLOCK_BACKSTOP_MS;
+	unsigned long delay, uevent_in;
 	bool polling = vg->mode == VMCLOCK_MODE_POLL;
 
 	if (vg->mode == VMCLOCK_MODE_NOTIFY) {
@@ -463,7 +493,11 @@ static void vmclock_gen_work(struct work_struct *work)
 	}
 	if (vmclock_gen_check(vg) == -ETIMEDOUT || polling)
 		next_ms = READ_ONCE(poll_interval_ms);
-	queue_delayed_work(system_wq, &vg->check_work, msecs_to_jiffies(next_ms));
+	delay = msecs_to_jiffies(next_ms);
+	uevent_in = vmclock_gen_announce(vg);
+	if (uevent_in)
+		delay = min(delay, uevent_in);
+	queue_delayed_work(system_wq, &vg->check_work, delay);
 }
 
 /* Teardown: remove the handler if a storm has not, and never re-arm. */
@@ -626,8 +660,9 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	vg->mode = vmclock_gen_pick_mode(le64_to_cpu(snap.flags));
 	INIT_DELAYED_WORK(&vg->check_work, vmclock_gen_work);
 	mutex_init(&vg->notify_lock);
-	/* No gap applies yet; 0 is not "long ago" while jiffies wraps. */
+	/* Neither gap applies yet; 0 is not "long ago" while jiffies wraps. */
 	vg->next_kick = jiffies;
+	vg->next_uevent = jiffies;
 
 	ret = devm_add_action_or_reset(dev, vmclock_gen_cancel_work, vg);
 	if (ret)

@@ -218,8 +218,12 @@ storm_twice() {
 # How often the driver gave up listening because of a storm.
 storm_fallbacks() { dmesg_count f 'notifications in a second: polling'; }
 
+# The generation named by the last uevent udev recorded.
+last_uevent() { g "$1" "tail -n 1 /run/vmgen/uevents 2>/dev/null"; }
+last_uevent_is() { [ "$(last_uevent "$1")" = "$2" ]; }
+
 case_8() {
-	local r flaps=$((storm_s * 1000)) max
+	local r u flaps=$((storm_s * 1000)) max final
 	storm_twice flap --rate 1000 --seconds "$storm_s" --ring || return
 	until_true 5 caught_up f ||
 		fails "generation did not settle on the final counter $(counter f)" || return
@@ -229,6 +233,16 @@ case_8() {
 	detail="$r reseeds for $flaps flaps; "
 	[ "$r" -ge 1 ] && [ "$r" -le "$max" ] ||
 		fails "$r reseeds for $flaps flaps (bound $max)" || return
+	# One uevent a second at most, plus the first; the last one, sent at
+	# most a second after the storm, names the final counter.
+	final=$(counter f)
+	until_true 10 last_uevent_is f "$final" ||
+		fails "the last uevent named $(last_uevent f), not the final counter $final" ||
+		return
+	u=$(uevents f)
+	detail+="$u uevents; "
+	[ "$u" -ge 1 ] && [ "$u" -le $((storm_s + 2)) ] ||
+		fails "$u uevents for $flaps flaps (bound $((storm_s + 2)))" || return
 	costs_at_most "${costs[@]}"
 }
 
