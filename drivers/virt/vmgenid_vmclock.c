@@ -36,7 +36,6 @@ static_assert(sizeof(struct vmclock_abi) == 112);
 
 enum {
 	VMCLOCK_ABI_VERSION = 1,
-	/* How long a hypervisor may leave seq_count odd before we give up. */
 	/*
 	 * How long a hypervisor may leave seq_count odd before we give up for
 	 * now. Its updates take microseconds; we spin in a kworker meanwhile.
