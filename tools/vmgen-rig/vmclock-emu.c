@@ -37,6 +37,7 @@ struct opts {
 	const char *doorbell;
 	unsigned long long offset;
 	unsigned long long counter;
+	int counter_set;	/* bump, begin: --counter N instead of the strategy */
 	const char *strategy;
 	int no_gen;
 	int no_notify;
@@ -44,6 +45,7 @@ struct opts {
 	long long version;
 	long long size;
 	int ring;
+	int clock;		/* bump, begin: refresh the time fields */
 	unsigned long long rate;	/* flap, storm: per second */
 	unsigned long long seconds;
 };
@@ -60,9 +62,13 @@ static void usage(FILE *f)
 	      "          --magic X --version V --size S   write bad values\n"
 	      "  bump    move the counter as a hypervisor does after a restore\n"
 	      "          --strategy increment|random  (increment)\n"
+	      "          --counter N                to N instead\n"
+	      "          --clock                    also refresh the time fields from\n"
+	      "                                     the host's clock, as a hypervisor\n"
+	      "                                     does at each restore\n"
 	      "          --ring                     ring the doorbell afterwards\n"
 	      "  begin   start an update and stop halfway: counter moved,\n"
-	      "          seq_count left odd (--strategy as for bump)\n"
+	      "          seq_count left odd (--strategy, --counter as for bump)\n"
 	      "  finish  complete it: seq_count even again\n"
 	      "  flap    bump --rate times a second for --seconds (--ring: each)\n"
 	      "  storm   ring --rate times a second for --seconds, counter alone\n"
@@ -195,7 +201,7 @@ static int ring(const char *path)
  * A hypervisor that stops halfway through an update: seq_count odd, the
  * counter already moved. "finish" completes it.
  */
-static void begin_update(struct vmclock_abi *clk, const char *strategy)
+static void begin_update(struct vmclock_abi *clk, const struct opts *o)
 {
 	uint32_t seq = le32toh(__atomic_load_n(&clk->seq_count, __ATOMIC_RELAXED));
 	uint64_t gen = le64toh(clk->vm_generation_counter);
@@ -203,7 +209,16 @@ static void begin_update(struct vmclock_abi *clk, const char *strategy)
 	__atomic_store_n(&clk->seq_count, htole32(seq | 1), __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	clk->disruption_marker = htole64(le64toh(clk->disruption_marker) + 1);
-	clk->vm_generation_counter = htole64(next_counter(gen, strategy));
+	clk->vm_generation_counter = htole64(o->counter_set ? o->counter :
+					     next_counter(gen, o->strategy));
+	if (o->clock) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		clk->time_sec = htole64((uint64_t)ts.tv_sec);
+		/* Nanoseconds as a fraction of 2^64. */
+		clk->time_frac_sec = htole64((uint64_t)ts.tv_nsec * 18446744073ULL);
+	}
 }
 
 static void finish_update(struct vmclock_abi *clk)
@@ -216,9 +231,9 @@ static void finish_update(struct vmclock_abi *clk)
 }
 
 /* Firecracker's order: seq odd, fence, marker and counter, fence, seq even. */
-static void bump(struct vmclock_abi *clk, const char *strategy)
+static void bump(struct vmclock_abi *clk, const struct opts *o)
 {
-	begin_update(clk, strategy);
+	begin_update(clk, o);
 	finish_update(clk);
 }
 
@@ -250,7 +265,7 @@ static int storm(struct vmclock_abi *clk, const struct opts *o, int flap)
 	}
 	for (i = 0; i < n; i++) {
 		if (flap)
-			bump(clk, o->strategy);
+			bump(clk, o);
 		if (fd >= 0 && doorbell_ring(fd, MSG_DONTWAIT))
 			dropped++;
 		t = start + (i + 1) * period;
@@ -289,6 +304,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "version", required_argument, NULL, 'v' },
 		{ "size", required_argument, NULL, 'z' },
 		{ "ring", no_argument, NULL, 'R' },
+		{ "clock", no_argument, NULL, 'C' },
 		{ "rate", required_argument, NULL, 'f' },
 		{ "seconds", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
@@ -312,7 +328,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'r': o->ram = optarg; break;
 		case 'o': o->offset = v; break;
 		case 'd': o->doorbell = optarg; break;
-		case 'c': o->counter = v; break;
+		case 'c': o->counter = v; o->counter_set = 1; break;
 		case 's': o->strategy = optarg; break;
 		case 'G': o->no_gen = 1; break;
 		case 'N': o->no_notify = 1; break;
@@ -320,6 +336,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'v': o->version = (long long)(uint16_t)v; break;
 		case 'z': o->size = (long long)(uint32_t)v; break;
 		case 'R': o->ring = 1; break;
+		case 'C': o->clock = 1; break;
 		case 'f': o->rate = v; break;
 		case 't': o->seconds = v; break;
 		}
@@ -372,7 +389,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "begin") || !strcmp(cmd, "finish")) {
 		if (cmd[0] == 'b')
-			begin_update(clk, o.strategy);
+			begin_update(clk, &o);
 		else
 			finish_update(clk);
 		show(clk);
@@ -382,7 +399,7 @@ int main(int argc, char **argv)
 		show(clk);
 		return 0;
 	}
-	bump(clk, o.strategy);
+	bump(clk, &o);
 	if (o.ring && ring(o.doorbell))
 		return EXIT_FAILURE;
 	show(clk);

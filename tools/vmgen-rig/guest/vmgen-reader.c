@@ -6,6 +6,26 @@
  *   vmgen-reader [--interval-ms N]   one line per sample, forever:
  *                                    "SEQ GENERATION HEX"
  *   vmgen-reader --once BYTES        print BYTES random bytes as hex, exit
+ *   vmgen-reader --samples N [--path P]
+ *                                    print N samples, one per line, each
+ *                                    from its own call of output path P:
+ *                                    getrandom (default), urandom, uuid
+ *                                    (get_random_bytes()), or udp (the
+ *                                    batched get_random_u32(), through the
+ *                                    ephemeral ports of four UDP binds)
+ *   vmgen-reader --on-restore --samples N --path P[,P...]
+ *                                    wait until the hypervisor moves the
+ *                                    VM generation counter, then sample as
+ *                                    --samples does (see wait_for_restore())
+ *   vmgen-reader --after-reseed MS --samples N [--path P]
+ *                                    wait until the hypervisor updates the
+ *                                    page, then until the driver's
+ *                                    generation changes or MS ms pass, then
+ *                                    sample
+ *   vmgen-reader --big-read MB [--path getrandom|urandom]
+ *                                    read MB megabytes per call until one
+ *                                    call spans a move of the counter, then
+ *                                    print a hash of that call's last 64 KB
  *   vmgen-reader --reseed            force a crng reseed now (root), exit
  *   vmgen-reader --rate MS           call getrandom(32) for MS ms, print the
  *                                    calls per second, exit (make bench)
@@ -19,22 +39,31 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <arpa/inet.h>
 #include <linux/random.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <endian.h>
+#include <linux/vmclock-abi.h>
 
 #define GEN_PATH "/sys/bus/platform/devices/AMZNC10C:00/generation"
 
 #define USAGE "usage: vmgen-reader [--interval-ms N] | --once BYTES (1..4096) |" \
-	      " --reseed | --rate MS\n"
+	      " --samples N [--path getrandom|urandom|uuid|udp]" \
+	      " [--on-restore | --after-reseed MS] |" \
+	      " --big-read MB [--path getrandom|urandom] | --reseed | --rate MS\n"
 
 enum { SAMPLE_BYTES = 16, MAX_ONCE = 4096, EXIT_USAGE = 2, RATE_BYTES = 32,
-       RATE_BATCH = 256 };
+       RATE_BATCH = 256, MAX_SAMPLES = 100000, UDP_BINDS = 4, MAX_BIG_MB = 256,
+       TAIL_BYTES = 65536 };
 
 static int print_random(size_t len)
 {
@@ -76,6 +105,216 @@ static int print_rate(long ms)
 }
 
 
+/* The port the kernel picks for a UDP socket bound to port 0, or -1. */
+static int udp_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), port = -1;
+
+	if (fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
+	    !getsockname(fd, (struct sockaddr *)&sa, &len))
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* One sample from @path into @out (a line without its newline). */
+static int sample(const char *path, char *out, size_t len)
+{
+	unsigned char b[SAMPLE_BYTES];
+	int fd, i, port;
+	ssize_t n;
+
+	if (!strcmp(path, "getrandom") || !strcmp(path, "urandom")) {
+		if (path[0] == 'g') {
+			n = getrandom(b, sizeof(b), 0);
+		} else {
+			fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+			n = fd < 0 ? -1 : read(fd, b, sizeof(b));
+			if (fd >= 0)
+				close(fd);
+		}
+		if (n != sizeof(b))
+			return -1;
+		for (i = 0; i < SAMPLE_BYTES; i++)
+			snprintf(out + 2 * i, len - 2 * i, "%02x", b[i]);
+		return 0;
+	}
+	if (!strcmp(path, "uuid")) {
+		fd = open("/proc/sys/kernel/random/uuid", O_RDONLY | O_CLOEXEC);
+		n = fd < 0 ? -1 : read(fd, out, len - 1);
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			return -1;
+		out[strcspn(out, "\n")] = '\0';
+		return 0;
+	}
+	/* udp: one port is about 15 bits; four make a sample. */
+	for (i = 0, *out = '\0'; i < UDP_BINDS; i++) {
+		port = udp_port();
+		if (port < 0)
+			return -1;
+		snprintf(out + strlen(out), len - strlen(out), "%s%d", i ? "." : "",
+			 port);
+	}
+	return 0;
+}
+
+static int known_path(const char *p, size_t len)
+{
+	static const char * const paths[] = { "getrandom", "urandom", "uuid", "udp" };
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (len == strlen(paths[i]) && !strncmp(p, paths[i], len))
+			return 1;
+	return 0;
+}
+
+/* The vmclock page, mapped read-only through /dev/mem; NULL if absent. */
+static const volatile struct vmclock_abi *map_vmclock(void)
+{
+	unsigned long long start, end;
+	char line[256];
+	FILE *f = fopen("/proc/iomem", "r");
+	void *p = MAP_FAILED;
+	int fd;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (!strstr(line, "AMZNC10C") ||
+		    sscanf(line, " %llx-%llx", &start, &end) != 2)
+			continue;
+		fd = open("/dev/mem", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, (off_t)start);
+			close(fd);
+		}
+		break;
+	}
+	if (f)
+		fclose(f);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/*
+ * Wait until vm_generation_counter moves, asking the kernel for no random
+ * byte meanwhile, so that the first sample taken after a restore is the
+ * guest's first use of @path. The counter is read raw, without seq_count:
+ * a restore the hypervisor left mid-update counts. With several paths
+ * (comma-separated), the new counter modulo their number picks one, so
+ * that clones of one saved guest can each test another path.
+ */
+static const char *wait_for_restore(char *paths)
+{
+	const volatile struct vmclock_abi *clk = map_vmclock();
+	struct timespec ms = { 0, 1000000 };
+	const char *list[8];
+	unsigned long long c0, c;
+	int n = 0;
+
+	if (!clk) {
+		fprintf(stderr, "vmgen-reader: no vmclock page in /proc/iomem or /dev/mem\n");
+		return NULL;
+	}
+	for (char *tok = strtok(paths, ","); tok && n < 8; tok = strtok(NULL, ","))
+		list[n++] = tok;
+	c0 = le64toh(clk->vm_generation_counter);
+	do {
+		nanosleep(&ms, NULL);
+		c = le64toh(clk->vm_generation_counter);
+	} while (c == c0);
+	return list[c % n];
+}
+
+/*
+ * One read() or getrandom() call of @mb megabytes after another, the counter
+ * read raw before and after each, until a call spans a move: a snapshot
+ * was taken while the kernel generated that call's bytes, and this guest is
+ * a restored copy. Print an FNV-1a hash of the call's last 64 KB, generated
+ * after the restore: two clones must differ there.
+ */
+static int big_read(long mb, const char *path)
+{
+	const volatile struct vmclock_abi *clk = map_vmclock();
+	size_t len = (size_t)mb << 20, got;
+	unsigned long long c0, h = 0xcbf29ce484222325ULL;
+	unsigned char *buf = malloc(len);
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (!clk || !buf || fd < 0) {
+		fprintf(stderr, "vmgen-reader: big-read: %s\n",
+			clk ? strerror(errno) : "no vmclock page");
+		return -1;
+	}
+	do {
+		c0 = le64toh(clk->vm_generation_counter);
+		for (got = 0; got < len; got += (size_t)n) {
+			n = path[0] == 'g' ? getrandom(buf + got, len - got, 0) :
+					     read(fd, buf + got, len - got);
+			if (n <= 0)
+				return -1;
+			if (got == 0 && (size_t)n != len)
+				fprintf(stderr, "vmgen-reader: short first read (%zd)\n", n);
+		}
+	} while (le64toh(clk->vm_generation_counter) == c0);
+	for (got = len - TAIL_BYTES; got < len; got++)
+		h = (h ^ buf[got]) * 0x100000001b3ULL;
+	printf("%016llx\n", h);
+	return 0;
+}
+
+static void read_generation(char *out, size_t len);
+
+/*
+ * Wait, asking the kernel for no random byte, until the hypervisor updates
+ * the vmclock page (its disruption_marker moves on every restore, announced
+ * or not), then until the driver's generation attribute changes (it
+ * reseeded) or @ms milliseconds pass. Under QEMU's -icount both happen at
+ * the same virtual instant in every clone of one save, and nothing from
+ * outside reaches the guest first.
+ */
+static int wait_for_reseed(long ms)
+{
+	const volatile struct vmclock_abi *clk = map_vmclock();
+	struct timespec tick = { 0, 1000000 };
+	unsigned long long m0;
+	char g0[32], g[32];
+
+	if (!clk) {
+		fprintf(stderr, "vmgen-reader: no vmclock page in /proc/iomem or /dev/mem\n");
+		return -1;
+	}
+	read_generation(g0, sizeof(g0));
+	m0 = clk->disruption_marker;
+	while (clk->disruption_marker == m0)
+		nanosleep(&tick, NULL);
+	while (ms-- > 0) {
+		nanosleep(&tick, NULL);
+		read_generation(g, sizeof(g));
+		if (strcmp(g, g0))
+			break;
+	}
+	return 0;
+}
+
+static int print_samples(long n, const char *path)
+{
+	char line[64];
+
+	while (n--) {
+		if (sample(path, line, sizeof(line))) {
+			fprintf(stderr, "vmgen-reader: %s: %s\n", path, strerror(errno));
+			return -1;
+		}
+		puts(line);
+	}
+	return 0;
+}
+
 static int reseed(void)
 {
 	int fd = open("/dev/urandom", O_RDONLY), ret;
@@ -114,10 +353,18 @@ int main(int argc, char **argv)
 		{ "once", required_argument, NULL, 'o' },
 		{ "reseed", no_argument, NULL, 'r' },
 		{ "rate", required_argument, NULL, 'R' },
+		{ "samples", required_argument, NULL, 's' },
+		{ "path", required_argument, NULL, 'p' },
+		{ "on-restore", no_argument, NULL, 'w' },
+		{ "big-read", required_argument, NULL, 'b' },
+		{ "after-reseed", required_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
 	};
-	long interval_ms = 20, once = 0, rate_ms;
+	long interval_ms = 20, once = 0, rate_ms, nsamples = 0, big_mb = 0;
+	long reseed_ms = 0;
+	char *path = "getrandom";
+	int on_restore = 0;
 	unsigned long long seq;
 	char gen[32], *end;
 	int c;
@@ -141,6 +388,34 @@ int main(int argc, char **argv)
 			return print_rate(rate_ms) ? EXIT_FAILURE : 0;
 		case 'r':
 			return reseed() ? EXIT_FAILURE : 0;
+		case 's':
+			nsamples = strtol(optarg, &end, 10);
+			if (*end || nsamples <= 0 || nsamples > MAX_SAMPLES)
+				goto usage;
+			break;
+		case 'p':
+			path = optarg;
+			for (char *p = path; *p;) {
+				size_t len = strcspn(p, ",");
+
+				if (!known_path(p, len))
+					goto usage;
+				p += len + !!p[len];
+			}
+			break;
+		case 'w':
+			on_restore = 1;
+			break;
+		case 'a':
+			reseed_ms = strtol(optarg, &end, 10);
+			if (*end || reseed_ms <= 0)
+				goto usage;
+			break;
+		case 'b':
+			big_mb = strtol(optarg, &end, 10);
+			if (*end || big_mb <= 0 || big_mb > MAX_BIG_MB)
+				goto usage;
+			break;
 		case 'h':
 			fputs(USAGE, stdout);
 			return 0;
@@ -150,6 +425,18 @@ int main(int argc, char **argv)
 	}
 	if (once)
 		return print_random((size_t)once) ? EXIT_FAILURE : 0;
+	if (((on_restore || reseed_ms) && !nsamples) || (!on_restore && strchr(path, ',')))
+		goto usage;
+	if (reseed_ms && wait_for_reseed(reseed_ms))
+		return EXIT_FAILURE;
+	if (on_restore && !(path = (char *)wait_for_restore(path)))
+		return EXIT_FAILURE;
+	if (big_mb && strcmp(path, "getrandom") && strcmp(path, "urandom"))
+		goto usage;
+	if (big_mb)
+		return big_read(big_mb, path) ? EXIT_FAILURE : 0;
+	if (nsamples)
+		return print_samples(nsamples, path) ? EXIT_FAILURE : 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (seq = 0;; seq++) {

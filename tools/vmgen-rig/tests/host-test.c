@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * host-test: unit tests of the vmclock ABI header and of vmclock-emu, run on
- * the host. Prints "PASS: name" / "FAIL: name: why" lines for check.sh.
+ * the host. Prints KTAP: the plan, then one result per test; exits 1 if a
+ * test failed or the count does not match the plan.
  *
  * usage: host-test PATH_TO_VMCLOCK_EMU
  */
@@ -19,18 +20,18 @@
 
 #include <linux/vmclock-abi.h>
 
-enum { PAGE_BYTES = 4096, PAGE_OFFSET = 2 * PAGE_BYTES, RAM_BYTES = 16 * PAGE_BYTES };
+enum { PAGE_BYTES = 4096, PAGE_OFFSET = 2 * PAGE_BYTES, RAM_BYTES = 16 * PAGE_BYTES,
+       PLAN = 24 };
 
 static const char *emu;
 static char ram[] = "/tmp/vmgen-host-test.XXXXXX";
-static int failures;
+static int failures, ran;
 
 static void result(const char *name, int ok, const char *why)
 {
-	if (ok) {
-		printf("PASS: %s\n", name);
-	} else {
-		printf("FAIL: %s: %s\n", name, why);
+	printf("%sok %d %s\n", ok ? "" : "not ", ++ran, name);
+	if (!ok) {
+		printf("# %s\n", why);
 		failures++;
 	}
 }
@@ -148,6 +149,9 @@ static void test_emu_bump(void)
 	}
 	result("emu: random bumps never repeat a value (32 bumps)", distinct,
 	       "a value repeated");
+	run_emu("bump --counter 77");
+	result("emu: bump --counter sets the value asked for",
+	       le64toh(page()->vm_generation_counter) == 77, "counter not 77");
 }
 
 static void test_emu_faults(void)
@@ -205,11 +209,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	close(fd);
+	printf("KTAP version 1\n1..%d\n", PLAN);
 	test_abi_layout();
 	test_emu_init();
 	test_emu_bump();
 	test_emu_usage();
 	test_emu_faults();
 	unlink(ram);
-	return failures ? 1 : 0;
+	if (ran != PLAN)
+		printf("# planned %d tests, ran %d\n", PLAN, ran);
+	return failures || ran != PLAN ? 1 : 0;
 }
