@@ -39,15 +39,17 @@ for p in "${patches[@]}"; do
 	patch -d "$ksrc" -p1 --batch --forward -s <"$p"
 done
 
-install -m 0644 "$top/drivers/virt/vmgenid_vmclock.c" "$ksrc/drivers/virt/"
+# install FILE DEST-IN-TREE, creating folders as needed.
+put() {
+	install -D -m 0644 "$top/$1" "$ksrc/$2"
+}
+put drivers/virt/vmgenid_vmclock.c drivers/virt/vmgenid_vmclock.c
 [ -e "$ksrc/include/uapi/linux/vmclock-abi.h" ] ||
-	install -m 0644 "$top/include/uapi/linux/vmclock-abi.h" \
-		"$ksrc/include/uapi/linux/"
-install -m 0644 "$top/Documentation/admin-guide/vmclock-vmgenid.rst" \
-	"$ksrc/Documentation/admin-guide/"
-install -m 0644 "$top/Documentation/ABI/testing/sysfs-driver-vmgenid_vmclock" \
-	"$ksrc/Documentation/ABI/testing/"
-mkdir -p "$ksrc/tools/testing/selftests/vmgen"
-install -m 0644 "$top"/tools/testing/selftests/vmgen/* \
-	"$ksrc/tools/testing/selftests/vmgen/"
+	put include/uapi/linux/vmclock-abi.h include/uapi/linux/vmclock-abi.h
+put Documentation/admin-guide/vmclock-vmgenid.rst Documentation/admin-guide/vmclock-vmgenid.rst
+put Documentation/ABI/testing/sysfs-driver-vmgenid_vmclock \
+	Documentation/ABI/testing/sysfs-driver-vmgenid_vmclock
+for f in "$top"/tools/testing/selftests/vmgen/*; do
+	put "tools/testing/selftests/vmgen/${f##*/}" "tools/testing/selftests/vmgen/${f##*/}"
+done
 echo "kernel-tree: '$ksrc' now has the vmgen driver (CONFIG_VMGENID_VMCLOCK)"

@@ -1,83 +1,96 @@
 #!/bin/bash
-# make kernel: build Debian's linux-source-6.1 with the vmgen series twice,
-# vmgenid_vmclock built in (y) and as a module (m), on x86_64_defconfig plus
-# config.fragment. The result is cached under CACHE_DIR, keyed by every
-# input; only the images, configs and modules are kept.
+# Build Debian's linux-source-BASE with the vmgen series, the driver built in
+# (VARIANT y) or as a module (m), on allnoconfig plus config.fragment.
 #
-# usage: build.sh CACHE_DIR    prints the folder holding y/ and m/
+# The patched tree and one build folder per variant are kept in the cache
+# under the source package's version, and every build is incremental:
+#   - the tree is brought up to date by content, so that only the files
+#     the series changed since the last build get a new mtime;
+#   - an edit of the driver alone rebuilds only the driver: its .ko for
+#     =m, an object and a relink for =y.
+# Prints the build folder: arch/x86/boot/bzImage, .release, and for =m
+# drivers/virt/vmgenid_vmclock.ko and test-modules/vmclock_squatter.ko.
+#
+# usage: build.sh BASE VARIANT CACHE_DIR    (BASE: 6.1; VARIANT: y or m)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-cache=${1:?usage: build.sh CACHE_DIR}
-tarball=/usr/src/linux-source-6.1.tar.xz
-jobs=$(nproc)
+base=${1:?usage: build.sh BASE VARIANT CACHE_DIR}
+v=${2:?usage: build.sh BASE VARIANT CACHE_DIR}
+cache=${3:?usage: build.sh BASE VARIANT CACHE_DIR}
+case "$v" in y|m) ;; *) echo "build: VARIANT is y or m, not '$v'" >&2; exit 2 ;; esac
 
-inputs=("$here/build.sh" "$here/apply.sh" "$here/config.fragment"
-	"$here/virt.patch" "$here/docs.patch" "$here/selftests.patch"
-	"$top/drivers/char/random.c.patch"
-	"$top/drivers/virt/vmgenid_vmclock.c"
-	"$top/include/uapi/linux/vmclock-abi.h"
-	"$top/tools/vmgen-rig/faults/Kbuild"
-	"$top/tools/vmgen-rig/faults/vmclock_squatter.c")
-key=$( { cat "${inputs[@]}"; dpkg-query -W -f='${Version}' linux-source-6.1; } |
-	sha256sum | cut -c1-16)
-out=$cache/kernel-$key
-if [ -e "$out/.done" ]; then
-	echo "$out"
-	exit 0
+pristine=$("$here/source.sh" "$base" "$cache")
+dir=$cache/ktree-$(basename "$pristine")
+src=$dir/src obj=$dir/obj-$v
+mkdir -p "$dir"
+exec 9>"$dir/.lock"
+flock 9
+
+# The patched tree: a copy of the pristine one made once, then kept equal
+# to pristine + series by content.
+if [ ! -e "$src/.vmgen" ]; then
+	echo "build: copying the pristine tree to $src" >&2
+	rm -rf "$src"
+	cp -a "$pristine" "$src"
+	: >"$src/.vmgen"
 fi
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+# What the series may touch: the files its patches change, and those
+# apply.sh installs. Each starts pristine in the stage.
+touched=$(grep -h '^+++ b/' "$top"/drivers/char/random.c.patch "$here"/*.patch |
+	sed 's|^+++ b/||; s|\t.*||' | sort -u)
+for f in Makefile $touched; do
+	mkdir -p "$stage/$(dirname "$f")"
+	cp -p "$pristine/$f" "$stage/$f"
+done
+"$here/apply.sh" "$stage" >&2
+# Copy over what differs; put back pristine what the series no longer
+# touches. Unchanged files keep their mtime, so make rebuilds nothing
+# for them.
+( cd "$stage" && find . -type f ) | sed 's|^\./||' | sort >"$stage.list"
+while read -r f; do
+	cmp -s "$stage/$f" "$src/$f" && continue
+	mkdir -p "$src/$(dirname "$f")"
+	cp "$stage/$f" "$src/$f"
+done <"$stage.list"
+comm -23 <(sort "$src/.vmgen") "$stage.list" | while read -r f; do
+	if [ -e "$pristine/$f" ]; then cp -p "$pristine/$f" "$src/$f"; else rm -f "$src/$f"; fi
+done
+mv "$stage.list" "$src/.vmgen"
 
-rm -rf "$out"
-mkdir -p "$out"
-trap 'rm -rf "$out/src" "$out"/*/obj' EXIT
-echo "kernel: unpacking and patching linux-source-6.1" >&2
-mkdir "$out/src"
-tar -xJf "$tarball" -C "$out/src" --strip-components=1
-"$here/apply.sh" "$out/src" >&2
-
-# check_config OBJ FRAGMENT: every option the fragment sets must be set so.
+# check_config: every option the fragment sets must be set so.
 check_config() {
-	local line opt missing=0
+	local line missing=0
 	while IFS= read -r line; do
 		case "$line" in
-		CONFIG_*=*) opt=$line ;;
-		"# CONFIG_"*" is not set") opt=$line ;;
+		CONFIG_*=*|"# CONFIG_"*" is not set") ;;
 		*) continue ;;
 		esac
-		if ! grep -qxF "$opt" "$1/.config"; then
-			echo "kernel: '$opt' did not stick" >&2
+		if ! grep -qxF "$line" "$obj/.config"; then
+			echo "build: '$line' did not stick" >&2
 			missing=1
 		fi
-	done <"$2"
+	done <"$1"
 	return $missing
 }
 
-for v in y m; do
-	obj=$out/$v/obj
-	mkdir -p "$obj"
-	{ cat "$here/config.fragment"; echo "CONFIG_VMGENID_VMCLOCK=$v"; } \
-		>"$out/$v/fragment"
-	make -s -C "$out/src" O="$obj" x86_64_defconfig
-	"$out/src/scripts/kconfig/merge_config.sh" -m -O "$obj" \
-		"$obj/.config" "$out/$v/fragment" >/dev/null
-	make -s -C "$out/src" O="$obj" olddefconfig
-	check_config "$obj" "$out/$v/fragment"
-	echo "kernel: building the =$v variant ($jobs jobs)" >&2
-	make -s -C "$out/src" O="$obj" -j"$jobs" bzImage modules
-	make -s -C "$out/src" O="$obj" INSTALL_MOD_PATH="$out/$v/root" \
-		INSTALL_MOD_STRIP=1 modules_install
-	cp "$obj/arch/x86/boot/bzImage" "$obj/.config" "$obj/System.map" "$out/$v/"
-	make -s -C "$out/src" O="$obj" kernelrelease >"$out/$v/release"
-	# make faults' stand-in for another driver owning the device.
-	if [ "$v" = m ]; then
-		mkdir "$out/m/squatter"
-		cp "$top"/tools/vmgen-rig/faults/{Kbuild,vmclock_squatter.c} "$out/m/squatter/"
-		make -s -C "$out/src" O="$obj" M="$out/m/squatter" modules
-		cp "$out/m/squatter/vmclock_squatter.ko" "$out/m/"
-		rm -rf "$out/m/squatter"
-	fi
-	rm -rf "$obj"
-done
-touch "$out/.done"
-echo "$out"
+mkdir -p "$obj"
+{ cat "$here/config.fragment"; echo "CONFIG_VMGENID_VMCLOCK=$v"; } >"$obj/vmgen.fragment"
+# allnoconfig rewrites .config; a result identical to the last one
+# leaves every object as it is.
+make -s -C "$src" O="$obj" KCONFIG_ALLCONFIG="$obj/vmgen.fragment" allnoconfig >&2
+check_config "$obj/vmgen.fragment"
+echo "build: linux-$base =$v in $obj ($(nproc) jobs)" >&2
+make -s -C "$src" O="$obj" -j"$(nproc)" bzImage modules >&2
+make -s --no-print-directory -C "$src" O="$obj" kernelrelease >"$obj/.release"
+if [ "$v" = m ]; then
+	# make faults' stand-in for another driver of the device.
+	mkdir -p "$obj/test-modules"
+	cp -p "$top"/tools/vmgen-rig/faults/Kbuild "$top"/tools/vmgen-rig/faults/*.c \
+		"$obj/test-modules/"
+	make -s -C "$src" O="$obj" M="$obj/test-modules" modules >&2
+fi
+echo "$obj"
