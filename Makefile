@@ -2,30 +2,42 @@
 #
 # vmgen: snapshot-safe randomness for vmclock guests.
 #
-#   make demo     boot a guest, snapshot it, restore two clones, report
+#   make demo     boot a guest, snapshot it, restore clones with and without
+#                 vmgen, report what each did
 #   make check    install what is needed, build, run every test
+#
 #   make module   build vmgenid_vmclock.ko out of tree (KDIR= to override)
-#   make rig      build the QEMU rig (host tools, SSDT, guest initrd)
+#   make rig      build the QEMU rig and its default guest kernel
+#   make kernels  every guest kernel the suites test (see KERNELS)
+#   make kernel   the patched guest kernels (cached, incremental)
 #   make deps     install the Debian packages the above need (as root)
 #   make dkms-install   register, build and install the module with DKMS
 #                       for KVER (default: Debian's current amd64 kernel)
 #   make kernel-tree KSRC=dir   turn a pristine 6.1 tree into the patched one
-#   make kernel   build the patched 6.1 kernel, driver =y and =m (cached)
 #   make patches  regenerate the format-patch series in patches/
-#   make faults   the fault-injection suite on the debug kernel (builds it)
+#   make faults   the fault-injection suite on the debug kernel
 #   make bench    stale outputs after a restore per mechanism, and the cost
-#                 of the patched kernel's check (builds what it needs)
+#                 of the patched kernel's check
+#   make mutants  build broken drivers and require the suite to catch each
 #
-# Build outputs go to build/; slow, reusable ones (the guest rootfs, the
-# guest kernel) to $(VMGEN_CACHE), keyed by their inputs.
+# Build outputs go to $(O); slow, reusable ones (the guest rootfs, the
+# kernel build trees) to $(VMGEN_CACHE), keyed by their inputs. Every
+# suite prints KTAP and ends with "N passed, N failed, N skipped".
 
 VMGEN_CACHE ?= /var/cache/vmgen
 O ?= $(CURDIR)/build
 KVER ?= $(shell tools/vmgen-rig/kernel.sh version 2>/dev/null)
 KDIR ?= /lib/modules/$(KVER)/build
 MOD := $(O)/module
+TESTMOD := $(O)/test-modules
 VERSION := 0.1
 DKMS_SRC := /usr/src/vmgenid-vmclock-$(VERSION)
+DKMS_KO = /lib/modules/$(KVER)/updates/dkms/vmgenid_vmclock.ko
+STEP := tools/vmgen-rig/step $(O)/logs/build.log
+RIG_MAKE := $(MAKE) -C tools/vmgen-rig O=$(O) VMGEN_CACHE=$(VMGEN_CACHE)
+
+# The guest kernels make check tests, and the ones make kernels builds.
+KERNELS ?= stock-6.1 patched-6.1-y patched-6.1-m
 
 export VMGEN_CACHE
 export VMGEN_BUILD := $(O)
@@ -45,13 +57,22 @@ module:
 	cp -p include/uapi/linux/vmclock-abi.h $(MOD)/include/uapi/linux/
 	$(MAKE) -C $(KDIR) M=$(MOD) modules
 
+# The test-only modules of tools/vmgen-rig/faults, for the stock kernel.
+test-modules:
+	mkdir -p $(TESTMOD)
+	cp -p tools/vmgen-rig/faults/Kbuild tools/vmgen-rig/faults/*.c $(TESTMOD)/
+	$(MAKE) -C $(KDIR) M=$(TESTMOD) modules
+
 kernel-tree:
 	@test -n "$(KSRC)" || { echo "kernel-tree: set KSRC= to a pristine" \
 	    "Linux 6.1 source tree" >&2; exit 1; }
 	tools/kernel-tree/apply.sh $(KSRC)
 
+PATCHED_KERNELS := $(filter patched-%,$(KERNELS))
 kernel: deps
-	tools/kernel-tree/build.sh $(VMGEN_CACHE)
+	@for k in $(PATCHED_KERNELS); do \
+	    $(STEP) "Building the $$k kernel (cached, incremental)" \
+	        $(MAKE) kernel-$$k || exit; done
 
 # The same tree `make module` builds from, plus dkms.conf.
 dkms-install:
@@ -69,35 +90,97 @@ dkms-install:
 patches:
 	tools/kernel-tree/mkseries.sh patches
 
-# The rig boots Debian's kernel with the out-of-tree module by default;
-# GUEST_KERNEL= (a bzImage) and GUEST_MODULE= (a .ko, or empty when the
-# driver is built in) select another, such as one from make kernel.
+# The selftests, built in Debian's pristine 6.1 tree the kernel's way.
+kselftest:
+	tools/kernel-tree/kselftest.sh $(O)
+
+rig-tools: kselftest
+	$(RIG_MAKE) tools KSELFTEST=$(O)/kselftest
+
+# --------------------------------------------------------------- kernels
+# build/kernels/NAME: a guest kernel and its initrd (tools/vmgen-rig).
+kernel-stock-6.1: module test-modules rig-tools
+	$(RIG_MAKE) kernel NAME=stock-6.1 BASE=6.1 DRIVER=module PATCHED=0 DEBUG=0 \
+	    KVER=$(KVER) VMLINUZ=$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE)) \
+	    MODULE=$(MOD)/vmgenid_vmclock.ko SQUATTER=$(TESTMOD)/vmclock_squatter.ko \
+	    STOCK_MODULES="wireguard veth" $(if $(wildcard $(DKMS_KO)),DKMS_MODULE=$(DKMS_KO))
+
+# patched-BASE-VARIANT: tools/kernel-tree/build.sh's incremental build.
+pbase = $(word 1,$(subst -, ,$*))
+pvar = $(word 2,$(subst -, ,$*))
+kernel-patched-%: rig-tools
+	obj=$$(tools/kernel-tree/build.sh $(pbase) $(pvar) $(VMGEN_CACHE)) && \
+	$(RIG_MAKE) kernel NAME=patched-$* BASE=$(pbase) PATCHED=1 DEBUG=1 \
+	    KVER=$$(cat $$obj/.release) VMLINUZ=$$obj/arch/x86/boot/bzImage \
+	    $(if $(filter m,$(pvar)),DRIVER=module \
+	    MODULE=$$obj/drivers/virt/vmgenid_vmclock.ko \
+	    SQUATTER=$$obj/test-modules/vmclock_squatter.ko,DRIVER=builtin)
+
+kernels: $(addprefix kernel-,$(KERNELS))
+
+# build/kernels/mutant-NAME: the stock kernel with a driver broken on
+# purpose by tools/vmgen-rig/mutants/NAME.patch (make mutants).
+MUTANTS := $(basename $(notdir $(wildcard tools/vmgen-rig/mutants/*.patch)))
+mutant-%: rig-tools
+	rm -rf $(O)/mutants/$* && mkdir -p $(O)/mutants/$*/include/uapi/linux
+	cp -p tools/dkms/Kbuild $(O)/mutants/$*/
+	cp -p include/uapi/linux/vmclock-abi.h $(O)/mutants/$*/include/uapi/linux/
+	patch -s -o $(O)/mutants/$*/vmgenid_vmclock.c drivers/virt/vmgenid_vmclock.c \
+	    tools/vmgen-rig/mutants/$*.patch
+	$(MAKE) -C $(KDIR) M=$(O)/mutants/$* modules
+	$(RIG_MAKE) kernel NAME=mutant-$* BASE=6.1 DRIVER=module PATCHED=0 DEBUG=0 \
+	    KVER=$(KVER) VMLINUZ=$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE)) \
+	    MODULE=$(O)/mutants/$*/vmgenid_vmclock.ko
+
+mutant-kernels: $(addprefix mutant-,$(MUTANTS))
+
+# The rig, and the guest kernel `rig boot` uses by default: Debian's 6.1
+# with the module, or GUEST_KERNEL= (a bzImage) with GUEST_MODULE= (a .ko,
+# or empty when the driver is built in), as the kernel named "custom".
 ifeq ($(GUEST_KERNEL),)
-GUEST_MODULE ?= $(MOD)/vmgenid_vmclock.ko
-RIG_DEPS := module
+rig: kernel-stock-6.1
+	echo stock-6.1 >$(O)/rig/default-kernel
+else
+rig: rig-tools
+	$(RIG_MAKE) kernel NAME=custom VMLINUZ=$(GUEST_KERNEL) MODULE=$(GUEST_MODULE) \
+	    DRIVER=$(if $(GUEST_MODULE),module,builtin) PATCHED=0 DEBUG=0 BASE=custom
+	echo custom >$(O)/rig/default-kernel
 endif
 
-rig: $(RIG_DEPS)
-	mkdir -p $(O)
-	cp -p $(or $(GUEST_KERNEL),$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE))) \
-	    $(O)/rig-vmlinuz.tmp
-	$(MAKE) -C tools/vmgen-rig O=$(O) MODULE=$(GUEST_MODULE) KVER=$(KVER)
-	mv $(O)/rig-vmlinuz.tmp $(O)/rig/vmlinuz
+# ---------------------------------------------------------------- suites
+# Everything a suite needs is built first, each long step announced; a
+# build that fails fails the tests that needed it (the suite says which).
+check-build: deps
+	@$(STEP) "Installing the module with DKMS for $(KVER)" $(MAKE) dkms-install || true
+	@$(STEP) "Building the selftests in-tree" $(MAKE) kselftest || true
+	@$(STEP) "Building the rig and the stock kernel's guest files" \
+	    $(MAKE) kernel-stock-6.1 || true
+	@for k in $(PATCHED_KERNELS); do \
+	    $(STEP) "Building the $$k kernel (cached, incremental)" \
+	        $(MAKE) kernel-$$k || true; done
+	@$(STEP) "Building the mutants (drivers broken on purpose)" \
+	    $(MAKE) -k mutant-kernels || true
+
+check: check-build
+	tools/vmgen-rig/suite check
 
 demo: deps
-	tools/vmgen-rig/demo.sh
+	@$(STEP) "Building the module and the rig (first run: Debian rootfs, ~1 min)" \
+	    $(MAKE) rig
+	tools/vmgen-rig/suite demo
 
-check: deps
-	tools/vmgen-rig/check.sh
+bench: check-build
+	tools/vmgen-rig/suite bench
 
-bench: deps
-	tools/vmgen-rig/bench.sh
+faults: check-build
+	tools/vmgen-rig/suite faults
 
-faults: deps
-	tools/vmgen-rig/faults.sh
+mutants: check-build
+	tools/vmgen-rig/suite mutants
 
 clean:
 	rm -rf $(O)
 
-.PHONY: all deps module dkms-install kernel-tree kernel patches rig demo check bench faults \
-	clean
+.PHONY: all deps module test-modules kernel-tree kernel dkms-install patches kselftest \
+	rig-tools kernels mutant-kernels rig check-build check demo bench faults mutants clean \
+	kernel-stock-6.1

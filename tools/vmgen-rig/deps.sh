@@ -5,7 +5,8 @@ set -euo pipefail
 
 pkgs=(build-essential linux-headers-amd64 linux-source-6.1 sparse
       qemu-system-x86 qemu-utils acpica-tools debootstrap cpio xz-utils
-      kmod dkms python3-docutils rsync flex bison bc libelf-dev libssl-dev)
+      kmod dkms python3-docutils python3-pytest rsync flex bison bc libelf-dev
+      libssl-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
