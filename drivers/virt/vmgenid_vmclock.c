@@ -9,6 +9,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/acpi.h>
+#include <linux/debugfs.h>
 #include <linux/device.h>
 #include <linux/fs.h>
 #include <linux/kobject.h>
@@ -103,6 +104,7 @@ struct vmclock_gen {
 	bool notify_armed;
 	bool notify_dead;		/* torn down: never arm again */
 	atomic_t notifies;		/* in the current window */
+	atomic_t received;		/* since probe, for debugfs */
 	unsigned long window_start;	/* jiffies */
 	unsigned long storm_until;	/* jiffies */
 	atomic64_t generation;
@@ -405,6 +407,7 @@ static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
 	struct vmclock_gen *vg = data;
 
 	atomic_inc(&vg->notifies);
+	atomic_inc(&vg->received);
 	vmclock_gen_kick(vg);
 }
 
@@ -516,6 +519,24 @@ static void vmclock_gen_cancel_work(void *data)
 	struct vmclock_gen *vg = data;
 
 	cancel_delayed_work_sync(&vg->check_work);
+}
+
+static void vmclock_gen_remove_debugfs(void *dir)
+{
+	debugfs_remove_recursive(dir);
+}
+
+/*
+ * How many notifications reached the handler: not an ABI, but the only way
+ * to tell, in a test or on a misbehaving host, whether the hypervisor's
+ * notifications arrive at all, and how many a storm delivers.
+ */
+static int vmclock_gen_debugfs(struct vmclock_gen *vg)
+{
+	struct dentry *dir = debugfs_create_dir(KBUILD_MODNAME, NULL);
+
+	debugfs_create_atomic_t("notifications", 0444, dir, &vg->received);
+	return devm_add_action_or_reset(vg->dev, vmclock_gen_remove_debugfs, dir);
 }
 
 static int vmclock_gen_arm_notify(struct vmclock_gen *vg)
@@ -664,6 +685,9 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	vg->next_uevent = jiffies;
 
 	ret = devm_add_action_or_reset(dev, vmclock_gen_cancel_work, vg);
+	if (ret)
+		return ret;
+	ret = vmclock_gen_debugfs(vg);
 	if (ret)
 		return ret;
 	if (vg->mode == VMCLOCK_MODE_NOTIFY) {
