@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Fixtures of the vmgen suites (run through tools/vmgen-rig/suite).
+
+- kernel: the guest kernel a test runs on. Tests say which kinds of kernel
+  they apply to with @pytest.mark.kernels("patched", ...); they are planned
+  once per such kernel of the suite (VMGEN_KERNELS).
+- group: the guests of one test class, on one kernel. Every class of guest
+  tests derives from GuestTests, whose last test is the health of each guest
+  the group used.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vmgen import ktap, rig as R  # noqa: E402
+from vmgen.kernels import Kernel, suite_kernels  # noqa: E402
+
+
+def pytest_addoption(parser):
+    # Options of pytest's terminal plugin, which the suites turn off (KTAP
+    # replaces it); assertion messages and tracebacks still read them.
+    for args, kw in ((["--verbose"], dict(action="count", default=0, dest="verbose")),
+                     (["--tb"], dict(default="short", dest="tbstyle")),
+                     (["--showlocals"], dict(action="store_true", dest="showlocals")),
+                     (["--full-trace"], dict(action="store_true", dest="fulltrace"))):
+        try:
+            parser.addoption(*args, **kw)
+        except ValueError:
+            pass	# the terminal plugin is on after all
+
+
+def pytest_configure(config):
+    R.LOG = R.Log(os.environ.get("VMGEN_LOG", R.BUILD / "logs" / "suite.log"))
+    config.pluginmanager.register(ktap.Ktap(config, R.LOG), "vmgen-ktap")
+    config.addinivalue_line("markers", "kernels(*flags): the kinds of kernel a "
+                            "test applies to (stock, patched, module, builtin, debug)")
+    config.addinivalue_line("markers", "full: only in full-length runs (make faults), "
+                            "not in make check's quick ones")
+
+
+def pytest_generate_tests(metafunc):
+    if "kernel" not in metafunc.fixturenames:
+        return
+    marks = [m for m in metafunc.definition.iter_markers("kernels")]
+    flags = [f for m in marks for f in m.args] or ["all"]
+    ks = [k for k in suite_kernels() if all(k.has(f) for f in flags)]
+    metafunc.parametrize("kernel", ks, ids=[k.name for k in ks],
+                         scope="class" if metafunc.cls else "module")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Run each group (a class, on one kernel) together, in the order its
+    tests are written, its health test last; groups by file and kernel."""
+    # A test none of whose kernels this suite covers is not planned at all,
+    # and neither is a full-length one in a quick run.
+    quick = os.environ.get("VMGEN_FAULTS") == "quick"
+    gone = [it for it in items if (hasattr(it, "callspec") and "kernel" in it.callspec.params
+                                   and not isinstance(it.callspec.params["kernel"], Kernel))
+            or (quick and it.get_closest_marker("full"))]
+    if gone:
+        config.hook.pytest_deselected(items=gone)
+        items[:] = [it for it in items if it not in gone]
+    first, index = {}, {}
+    for i, item in enumerate(items):
+        first.setdefault(item.module.__name__, i)
+        first.setdefault((item.module.__name__, item.cls), i)
+        index[item.nodeid] = i
+
+    def kernel_of(item):
+        k = getattr(item, "callspec", None) and item.callspec.params.get("kernel")
+        return [x.name for x in suite_kernels()].index(k.name) if k else -1
+
+    def written(item):
+        fn = getattr(item.function, "__code__", None)
+        return fn.co_firstlineno if fn else 0
+
+    items.sort(key=lambda it: (first[it.module.__name__], first[it.module.__name__, it.cls],
+                               kernel_of(it), it.originalname == "test_guests_healthy",
+                               written(it), index[it.nodeid]))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    grp = item.funcargs.get("group") if hasattr(item, "funcargs") else None
+    if rep.failed and grp is not None:
+        grp.failed = True
+
+
+@pytest.fixture(scope="class")
+def group(request, kernel):
+    name = f"{request.module.__name__.removeprefix('test_')}-" \
+        f"{request.node.name.removeprefix('Test').lower()}-{kernel.name}"
+    logdir = R.BUILD / "logs" / os.environ.get("VMGEN_SUITE", "suite") / name
+    g = R.Group(name, logdir)
+    yield g
+    g.close()
+    if g.failed:
+        R.announce(f"logs of group {name}: {logdir} and {R.LOG.path}")
+
+
+class GuestTests:
+    """Base of a group of in-guest tests; its last test is guest health."""
+
+    def test_guests_healthy(self, group):
+        """Every guest the group used answers its agent, and neither its
+        console nor its kernel log shows a splat; taint is clean; on debug
+        kernels lockdep is still on and kmemleak finds nothing."""
+        problems = group.check_all()
+        assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def build():
+    return R.BUILD

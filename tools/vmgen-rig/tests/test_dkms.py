@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The module as a distribution ships it: installed with DKMS on the host,
+autoloaded by udev in the guest through the device's ACPI alias, on the
+stock kernel. And what the stock kernel's reseed path does not do: run the
+vmfork notifier chain, so WireGuard keeps its keypairs across a restore
+(the control, an unannounced restore, keeps them too)."""
+
+import time
+
+import pytest
+
+from conftest import GuestTests
+from vmgen.observe import restores, settle, wg_new_handshake, wg_up
+from vmgen.rig import SYSDEV
+
+
+@pytest.mark.kernels("stock")
+class TestDkms(GuestTests):
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        rel = kernel.conf()["RELEASE"]
+        g = group.boot("dkms", kernel, "--no-module", "--append",
+                       "vmgen.dkms=1 clocksource=hpet")
+        o = {"file": g.sh("modinfo -F filename vmgenid_vmclock; true"),
+             "bound": g.ok(f"test -e {SYSDEV}/generation"),
+             "want": f"/lib/modules/{rel}/updates/dkms/vmgenid_vmclock.ko",
+             "probe": g.kmsg_count("reseed via")}
+        hs0 = wg_up(g)
+        time.sleep(6)	# handshake initiations: one per 5 s (REKEY_TIMEOUT)
+        g.savevm("s0")
+        g.loadvm("s0", "--no-bump", "--no-ring")
+        o["control"] = wg_new_handshake(g, hs0, within=15)
+        g.loadvm("s0")
+        o["restore"] = settle(g, 1)
+        o["after_restore"] = wg_new_handshake(g, hs0, within=15)
+        return o
+
+    def test_udev_autoloads_the_dkms_module_which_binds(self, run):
+        assert run["file"] == run["want"] and run["bound"], \
+            f"module file '{run['file']}', bound {run['bound']}"
+
+    def test_the_dkms_module_acts_on_a_restore(self, run):
+        r = run["restore"]
+        assert (r.restores, r.uevents) == (1, [r.counter]), \
+            f"restores {r.restores}, uevents {r.uevents}, counter {r.counter}"
+
+    def test_stock_kernel_keeps_wireguard_keys_across_a_restore(self, run):
+        """What really happens on a stock kernel: no vmfork chain."""
+        assert not run["control"], "the control lost its keys: a clock jump?"
+        assert not run["after_restore"], \
+            "a new handshake: the stock path now runs the vmfork chain; update the docs"

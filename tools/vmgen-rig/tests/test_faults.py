@@ -1,0 +1,276 @@
+# SPDX-License-Identifier: GPL-2.0
+"""A broken or hostile hypervisor, storms and teardown, on the debug kernel
+(lockdep, DEBUG_ATOMIC_SLEEP, kmemleak): make faults, and a quicker subset
+in make check (VMGEN_FAULTS=quick: 3 s storms, 20 load cycles, 10
+restores, 3 clones). Every guest a case used is checked for health (no
+splat, no taint, lockdep still on, no kmemleak report) before the group
+ends.
+
+Storms run twice, first with the driver unloaded: the rig's doorbell runs
+ACPI bytecode in the GED thread under emulation, and that alone slows the
+guest. With the driver, the median shell command may answer at most
+RESPOND_MS later than without it, none may take over STALL_MS, and the
+unreclaimable slab may grow at most SLAB_KB more.
+"""
+
+import os
+import statistics
+import subprocess
+import time
+
+import pytest
+
+from conftest import GuestTests
+from vmgen import rig as R
+from vmgen.observe import notifications, reseed, restores, shared, uevents
+from vmgen.rig import GEN_CHANGE, RIG, SYSDEV
+
+QUICK = os.environ.get("VMGEN_FAULTS", "quick") == "quick"
+STORM_S, CYCLES, NRESTORES, NCLONES = (3, 20, 10, 3) if QUICK else (10, 100, 100, 8)
+RESPOND_MS, STALL_MS, SLAB_KB = 1000, 3000, 32768
+KO = "/usr/lib/vmgen/vmgenid_vmclock.ko"
+SQUATTER = "/usr/lib/vmgen/vmclock_squatter.ko"
+STORM_LINE = "notifications in a second: polling"
+
+
+def fresh(g, *page):
+    """A fresh page, no driver loaded; the kernel-log mark to count from."""
+    g.sh("rmmod vmgenid_vmclock vmclock_squatter 2>/dev/null; "
+         "udevadm settle --timeout=30; rm -f /run/vmgen/uevents")
+    g.page("init", "--counter", "5", *page)
+    return g.kmsg_last()
+
+
+def load(g):
+    g.sh(f"insmod {KO}")
+
+
+def slab_kb(g):
+    # Shell builtins only: the agent's sh is the one process this starts,
+    # so that a storm times a shell command, not awk starting up.
+    return int(g.sh('while read -r k v u; do [ "$k" != SUnreclaim: ] || echo "$v"; '
+                    'done </proc/meminfo'))
+
+
+def storm_answers(g, *emu):
+    """Run `rig page g EMU...` in the background and, while it runs, ask the
+    guest for its unreclaimable slab every half second: (median ms,
+    slowest ms, peak slab kB)."""
+    env = dict(os.environ, VMGEN_RIG_DIR=str(g.rig.dir), VMGEN_BUILD=str(R.BUILD))
+    p = subprocess.Popen([str(RIG), "page", g.name, *emu], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    times, peak = [], 0
+    while p.poll() is None:
+        t = time.monotonic()
+        peak = max(peak, slab_kb(g))
+        times.append((time.monotonic() - t) * 1000)
+        time.sleep(0.5)
+    out = p.communicate()[0]
+    R.log().section(f"storm {' '.join(emu)}: answers (ms)",
+                    " ".join(f"{x:.0f}" for x in times) + "\n" + out)
+    if p.returncode:
+        raise R.RigError(f"the {emu[0]} did not run: {out.strip()[-200:]}")
+    return statistics.median(times or [0]), max(times or [0]), peak
+
+
+def storm_twice(g, *emu):
+    """The storm without the driver, then with it (left loaded)."""
+    fresh(g)
+    b0 = slab_kb(g)
+    base = storm_answers(g, *emu)
+    mark = fresh(g)
+    load(g)
+    b1 = slab_kb(g)
+    n0 = notifications(g)
+    with_driver = storm_answers(g, *emu)
+    return {"base": base, "with": with_driver, "slab0": (b0, b1), "mark": mark,
+            "received": notifications(g) - n0}
+
+
+def costs_at_most(s):
+    (bmed, bmax, bkb), (med, mx, kb), (b0, b1) = s["base"], s["with"], s["slab0"]
+    detail = (f"median {med:.0f} ms, slowest {mx:.0f} ms ({bmed:.0f} and {bmax:.0f} ms "
+              f"with no driver); slab {kb - b1:+d} kB ({bkb - b0:+d} kB with no driver)")
+    R.announce("storm: " + detail)
+    assert med - bmed <= RESPOND_MS, f"median answer {med - bmed:.0f} ms slower: {detail}"
+    assert mx <= STALL_MS, f"an answer took {mx:.0f} ms: {detail}"
+    assert kb - b1 <= bkb - b0 + SLAB_KB, f"slab grew too much: {detail}"
+
+
+def last_line(g, path):
+    return g.sh(f"tail -n 1 {path} 2>/dev/null; true")
+
+
+@pytest.mark.kernels("debug", "module")
+class TestFaults(GuestTests):
+    @pytest.fixture(scope="class")
+    def f(self, group, kernel):
+        return group.boot("f", kernel, "--no-module")
+
+    def refused(self, f, why, *page):
+        mark = fresh(f, *page)
+        loaded = f.ok(f"insmod {KO}")
+        bound = f.ok(f"test -e {SYSDEV}/generation")
+        lines = [t for _, t in f.kmsg(mark) if "vmgenid_vmclock" in t and "taint" not in t]
+        assert not bound, f"bound anyway: {lines}"
+        assert len(lines) == 1 and why in lines[0], f"expected one '{why}', got {lines}"
+        return loaded
+
+    def test_bad_magic(self, f):
+        self.refused(f, "bad magic 0xdeadbeef", "--magic", "0xdeadbeef")
+
+    def test_unknown_version(self, f):
+        self.refused(f, "unsupported version 2", "--version", "2")
+
+    def test_size_beyond_the_resource(self, f):
+        self.refused(f, "exceeds the 4096-byte resource", "--size", "8192")
+
+    def test_size_short_of_the_counter(self, f):
+        self.refused(f, "too small for vm_generation_counter", "--size", "100")
+
+    def test_no_counter_flag(self, f):
+        self.refused(f, "no VM generation counter", "--no-gen-counter")
+
+    def test_seq_count_stuck_odd_during_a_restore(self, f):
+        mark = fresh(f)
+        load(f)
+        f.page("begin")
+        f.page("ring")
+        time.sleep(3)
+        during = (f.attr("generation"), f.kmsg_count("seq_count stays odd", mark))
+        assert during == ("5", 1), f"while odd: generation, messages = {during}"
+        f.page("finish")
+        f.wait("generation 6", lambda: f.attr("generation") == "6", timeout=5)
+        after = (restores(f), f.kmsg_count("seq_count is even again", mark),
+                 len(uevents(f)))
+        assert after == (1, 1, 1), f"after: restores, recoveries, uevents = {after}"
+
+    def test_counter_moves_without_a_notification(self, f):
+        mark = fresh(f)
+        load(f)
+        f.page("bump")
+        if f.kernel.patched:
+            # random.c checks the counter before this read's bytes leave.
+            f.samples(1)
+            assert f.kmsg_count(GEN_CHANGE, mark) == 1, "the synchronous check did not reseed"
+        f.wait("the backstop to notice", lambda: restores(f) == 1, timeout=5)
+        got = (f.attr("generation"), len(uevents(f)))
+        assert got == ("6", 1), f"generation, uevents = {got}"
+
+    def test_counter_flapping_1000_per_second(self, f):
+        s = storm_twice(f, "flap", "--rate", "1000", "--seconds", str(STORM_S), "--ring")
+        final = f.counter()
+        f.wait("the driver to settle on the final counter",
+               lambda: f.attr("generation") == str(final), timeout=5)
+        # One reseed per 50 ms gap at most, plus the first.
+        r, bound = restores(f), STORM_S * 1000 // 50 + 2
+        assert 1 <= r <= bound, f"{r} reseeds for {STORM_S * 1000} flaps (bound {bound})"
+        # One uevent a second at most, plus the first; the last names the
+        # final counter.
+        f.wait("the last uevent to name the final counter",
+               lambda: last_line(f, "/run/vmgen/uevents") == str(final), timeout=10)
+        u = len(uevents(f))
+        assert 1 <= u <= STORM_S + 2, f"{u} uevents (bound {STORM_S + 2})"
+        assert s["received"] > 0, "the handler received none of the flaps' notifications"
+        costs_at_most(s)
+
+    def test_doorbell_storm_10000_per_second(self, f):
+        s = storm_twice(f, "storm", "--rate", "10000", "--seconds", str(STORM_S))
+        f.sh("udevadm settle --timeout=30")
+        got = (restores(f), len(uevents(f)))
+        assert got == (0, 0), f"a storm with no change gave reseeds, uevents = {got}"
+        # The GED thread coalesces doorbells: what reached the handler is
+        # what the driver must cope with. Above 100 in a second it must
+        # stop listening; below, it must not.
+        fell_back = f.kmsg_count(STORM_LINE, s["mark"])
+        R.announce(f"storm: {s['received']} notifications reached the driver in "
+                   f"{STORM_S} s; {fell_back} fallbacks to polling")
+        assert s["received"] > 0, "no notification reached the driver"
+        if s["received"] > 100 * (STORM_S + 1):
+            assert fell_back >= 1, f"{s['received']} notifications and no fallback"
+        elif s["received"] <= 100:
+            assert fell_back == 0, f"fell back after {s['received']} notifications"
+        costs_at_most(s)
+        # Whatever the storm did, the driver still hears a restore.
+        f.page("bump", "--ring")
+        f.wait("a restore after the storm", lambda: restores(f) == 1, timeout=15)
+
+    def test_unload_and_load_during_a_storm(self, f):
+        fresh(f)
+        load(f)
+        env = dict(os.environ, VMGEN_RIG_DIR=str(f.rig.dir), VMGEN_BUILD=str(R.BUILD))
+        storm = subprocess.Popen([str(RIG), "page", f.name, "storm", "--rate", "10000",
+                                  "--seconds", "600"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        try:
+            out = f.sh(f"n=0; for i in $(seq {CYCLES}); do rmmod vmgenid_vmclock && "
+                       f"insmod {KO} && n=$((n + 1)); done; echo $n", timeout=900)
+        finally:
+            storm.terminate()
+            storm.wait()
+        assert out == str(CYCLES), f"{out} of {CYCLES} unload/load cycles succeeded"
+        f.page("bump", "--ring")
+        f.wait("a restore after the cycles", lambda: restores(f) == 1, timeout=15)
+
+    def test_another_driver_holds_the_device(self, f):
+        mark = fresh(f)
+        f.sh(f"insmod {SQUATTER} && insmod {KO}")
+        holder = f.sh(f"basename $(readlink {SYSDEV}/driver)")
+        warned = f.kmsg_count("bound to vmclock_squatter: the VM generation counter "
+                              "is not watched", mark)
+        assert (holder, warned) == ("vmclock_squatter", 1), \
+            f"holder {holder}, warnings {warned}"
+        f.sh(f"rmmod vmgenid_vmclock; rmmod vmclock_squatter; insmod {KO}")
+        holder = f.sh(f"basename $(readlink {SYSDEV}/driver)")
+        assert holder == "vmgenid_vmclock", f"did not bind once the squatter left: {holder}"
+
+    @pytest.mark.full
+    def test_vmgenid_and_vmclock_both_present(self, group, kernel):
+        g = group.boot("fv", kernel, "--vmgenid")
+        reseed(g)
+        mark = g.kmsg_last()
+        g.sh("rm -f /run/vmgen/uevents")
+        state = group.save(g)
+        (c,) = group.clones(state, g, ["fv-1"])
+        c.wait("a restore", lambda: restores(c) == 1, timeout=10)
+        time.sleep(1)
+        got = (c.kmsg_count("reseeded due to virtual machine fork", mark),
+               c.kmsg_count(GEN_CHANGE, mark), len(uevents(c)))
+        group.down(g, c)
+        # vmgenid reseeds for its GUID, random.c for the counter; one
+        # uevent, ours (6.1's vmgenid sends none).
+        want = (1, 1, 1) if kernel.patched else (1, 0, 1)
+        assert got == want, f"fork reseeds, generation reseeds, uevents = {got}"
+
+    def test_sequential_restores(self, group, kernel):
+        g = group.boot("fr", kernel)
+        g.savevm("chain")
+        for i in range(1, NRESTORES + 1):
+            g.loadvm("chain")
+            # Both the reseed and udev's record of the uevent, before the
+            # next snapshot: a restore must lose neither.
+            g.wait(f"restore #{i}", lambda: restores(g) == i, timeout=10)
+            g.wait(f"uevent #{i}", lambda: len(uevents(g)) == i, timeout=20)
+            g.savevm("chain")
+        got = (restores(g), len(uevents(g)), int(g.attr("generation")))
+        group.down(g)
+        assert got == (NRESTORES, NRESTORES, NRESTORES + 1), \
+            f"restores, uevents, generation = {got}"
+
+    @pytest.mark.full
+    def test_clones_of_one_snapshot_share_nothing(self, group, kernel):
+        g = group.boot("fc", kernel)
+        reseed(g)
+        state = group.save(g)
+        control = group.clones(state, g, ["fc-c1", "fc-c2"], "--no-bump", ring=False)
+        ctl = shared(*(c.samples() for c in control))
+        group.down(*control)
+        cs = group.clones(state, g, [f"fc-{i}" for i in range(NCLONES)])
+        for c in cs:
+            c.wait("a restore", lambda c=c: restores(c) == 1, timeout=30)
+        samples = [c.samples(16) for c in cs]
+        group.down(g, *cs)
+        assert ctl > 0, "the control (unannounced clones) shared nothing"
+        dup = [(i, j) for i in range(NCLONES) for j in range(i + 1, NCLONES)
+               if shared(samples[i], samples[j])]
+        assert not dup, f"clone pairs sharing output: {dup}"

@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Loading the driver: pages it must refuse, each with one line saying
+why; parameters it must reject; modes; unloading with the handler armed.
+On kernels where the driver is a module, which the tests load themselves."""
+
+import pytest
+
+from conftest import GuestTests
+from vmgen.rig import SYSDEV
+
+KO = "/usr/lib/vmgen/vmgenid_vmclock.ko"
+DRIVER_LINE = r"vmgenid_vmclock"
+
+
+def unload(g):
+    g.sh("rmmod vmgenid_vmclock 2>/dev/null; true")
+
+
+def insmod(g, *params):
+    """Load the driver on a fresh kernel-log mark: (exit status, its lines)."""
+    unload(g)
+    mark = g.kmsg_last()
+    rc = 0 if g.ok(f"insmod {KO} {' '.join(params)}") else 1
+    lines = [t for _, t in g.kmsg(mark) if DRIVER_LINE in t and "taint" not in t]
+    return rc, lines
+
+
+def bound(g):
+    return g.ok(f"test -e {SYSDEV}/generation")
+
+
+@pytest.mark.kernels("module")
+class TestProbe(GuestTests):
+    @pytest.fixture(scope="class")
+    def g(self, group, kernel):
+        return group.boot("probe", kernel, "--no-module")
+
+    def refused(self, g, why, *page):
+        g.page("init", "--counter", "5", *page)
+        rc, lines = insmod(g)
+        assert not bound(g), f"bound anyway; it said: {lines}"
+        assert len(lines) == 1 and why in lines[0], \
+            f"expected one line saying '{why}', got {lines}"
+
+    def test_refuses_a_bad_magic(self, g):
+        self.refused(g, "bad magic 0xdeadbeef", "--magic", "0xdeadbeef")
+
+    def test_refuses_an_unknown_version(self, g):
+        self.refused(g, "unsupported version 2", "--version", "2")
+
+    def test_refuses_a_size_beyond_its_resource(self, g):
+        self.refused(g, "exceeds the 4096-byte resource", "--size", "8192")
+
+    def test_refuses_a_size_short_of_the_counter(self, g):
+        self.refused(g, "too small for vm_generation_counter", "--size", "100")
+
+    def test_refuses_a_page_without_a_counter(self, g):
+        """A clock-only vmclock is left to drivers that want the clock."""
+        self.refused(g, "no VM generation counter", "--no-gen-counter")
+
+    @pytest.mark.parametrize("param", ["mode=sideways", "mode=off", "poll_interval_ms=1",
+                                       "poll_interval_ms=60001"])
+    def test_rejects_a_bad_parameter(self, g, param):
+        g.page("init", "--counter", "5")
+        rc, lines = insmod(g, param)
+        assert rc != 0 and not bound(g), f"insmod {param} succeeded"
+        assert any(param.split("=")[0] in t for t in lines), \
+            f"no message names the parameter: {lines}"
+
+    def test_a_good_page_binds_with_read_only_attributes(self, g):
+        g.page("init", "--counter", "5")
+        rc, _ = insmod(g)
+        out = g.sh(f"cat {SYSDEV}/generation {SYSDEV}/restores {SYSDEV}/mode; "
+                   f"stat -c %a {SYSDEV}/generation {SYSDEV}/restores {SYSDEV}/mode")
+        assert rc == 0 and out.split() == ["5", "0", "notify", "444", "444", "444"], out
+
+    def test_mode_poll_overrides_a_notifying_hypervisor(self, g):
+        g.page("init", "--counter", "5")
+        insmod(g, "mode=poll")
+        assert g.attr("mode") == "poll"
+
+    def test_mode_notify_overrides_and_auto_falls_back_to_poll(self, g):
+        g.page("init", "--counter", "5", "--no-notify")
+        insmod(g, "mode=notify")
+        forced = g.attr("mode")
+        insmod(g)
+        assert (forced, g.attr("mode")) == ("notify", "poll")
+
+    def test_unload_with_the_handler_armed_and_a_doorbell_while_unloaded(self, g):
+        g.page("init", "--counter", "5")
+        out = g.sh(f"for i in 1 2 3 4 5; do rmmod vmgenid_vmclock 2>/dev/null; "
+                   f"insmod {KO} || echo FAIL; done; rmmod vmgenid_vmclock; echo gone")
+        g.page("ring")
+        rc, _ = insmod(g)
+        assert out == "gone" and rc == 0 and bound(g), out

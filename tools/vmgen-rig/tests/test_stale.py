@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: GPL-2.0
+"""No stale output on a patched kernel: vmgen_stale loops getrandom(32)
+across a save, two clones continue together, and every post-restore sample
+clone 1 returned that clone 2 returned too is stale.
+
+The control is the same kernel with the driver kept out (not loaded, or not
+initialised when built in): nothing tells random.c of the restore, and the
+clones must share output, or the test could not see a stale window."""
+
+import pytest
+
+from conftest import GuestTests
+from vmgen import ktap
+from vmgen.observe import stale_pair
+
+
+@pytest.mark.kernels("patched")
+class TestStale(GuestTests):
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        return {"control": stale_pair(group, kernel, "ctl", "--no-driver"),
+                "sync": stale_pair(group, kernel, "sync")}
+
+    def test_control_without_the_driver_shares_output(self, run):
+        c = run["control"]
+        assert c.shared > 0, f"none of {len(c.one)} samples shared without the driver"
+
+    def test_synchronous_check_shares_nothing(self, run):
+        c, s = run["control"], run["sync"]
+        assert c.shared > 0, "the control shows no stale output"
+        assert s.shared == 0, f"{s.shared} of {len(s.one)} post-restore samples " \
+            f"shared (control: {c.shared} of {len(c.one)})"
+
+    def test_vmgen_stale_passes_in_each_clone(self, run):
+        problems = [p for out in run["sync"].logs for p in ktap.verdicts(out)]
+        assert not problems, "; ".join(problems)

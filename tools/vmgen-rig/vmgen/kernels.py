@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The guest kernels a suite can test, and what each one is.
+
+The table is static on purpose: which tests a suite plans must not depend
+on which kernels happened to build. A kernel that did not build fails the
+tests planned on it (its kernel.conf is missing), it does not remove them.
+"""
+
+import os
+from dataclasses import dataclass
+
+from . import rig
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    base: str		# "6.1" or "6.12"
+    patched: bool	# random.c.patch and the in-tree driver
+    builtin: bool	# driver =y (else a module the rig's init loads)
+    debug: bool		# lockdep, DEBUG_ATOMIC_SLEEP, kmemleak
+
+    def __str__(self):
+        return self.name
+
+    def conf(self):
+        return rig.kernel_conf(self.name)
+
+    def has(self, flag):
+        return {
+            "all": True,
+            "stock": not self.patched,
+            "patched": self.patched,
+            "module": not self.builtin,
+            "builtin": self.builtin,
+            "debug": self.debug,
+        }[flag]
+
+
+KERNELS = {k.name: k for k in (
+    Kernel("stock-6.1", "6.1", patched=False, builtin=False, debug=False),
+    Kernel("patched-6.1-y", "6.1", patched=True, builtin=True, debug=True),
+    Kernel("patched-6.1-m", "6.1", patched=True, builtin=False, debug=True),
+    Kernel("stock-6.12", "6.12", patched=False, builtin=False, debug=False),
+    Kernel("patched-6.12-y", "6.12", patched=True, builtin=True, debug=True),
+    Kernel("patched-6.12-m", "6.12", patched=True, builtin=False, debug=True),
+)}
+
+
+def kernel(name):
+    """A kernel of the table, or a mutant: the stock kernel whose driver
+    tools/vmgen-rig/mutants/NAME.patch broke on purpose."""
+    if name.startswith("mutant-"):
+        return Kernel(name, "6.1", patched=False, builtin=False, debug=False)
+    if name == "custom":
+        return Kernel(name, "custom", patched=False, builtin=False, debug=False)
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel {name}; known: {list(KERNELS)}, mutant-*")
+    return KERNELS[name]
+
+
+def suite_kernels():
+    """The kernels this run covers, from VMGEN_KERNELS (comma-separated)."""
+    return [kernel(n) for n in os.environ.get("VMGEN_KERNELS", "stock-6.1").split(",")]

@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: GPL-2.0
+"""KTAP for the vmgen suites, as a pytest plugin.
+
+The plan is printed before any test runs: every collected test is a planned
+test. Each gets exactly one result line once its teardown is over; a failure
+in setup (a guest that did not boot), in the test or in teardown makes it
+"not ok", with the reason as diagnostic lines. A planned test that never got
+a result (an interrupted run) counts as failed. The totals come from the
+plan, and the run ends with
+
+    N passed, N failed, N skipped
+
+Tracebacks and everything the rig printed go to the suite's log; its path is
+printed whenever something failed.
+"""
+
+import re
+import sys
+import time
+
+import pytest
+
+
+def test_name(item):
+    """A stable, readable name: module.function[params], no "test_" noise."""
+    mod = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    cls = item.cls.__name__.removeprefix("Test") + "." if item.cls else ""
+    name = item.originalname.removeprefix("test_")
+    params = "[" + item.callspec.id + "]" if hasattr(item, "callspec") else ""
+    return f"{mod}.{cls}{name}{params}"
+
+
+class Ktap:
+    def __init__(self, config, log):
+        self.config = config
+        self.log = log
+        self.items = []
+        self.outcome = {}	# nodeid -> ("ok" | "not ok" | "skip", reason)
+        self.number = {}
+        self.t0 = time.monotonic()
+        self.results = {}	# values a suite reports at the end
+
+    def emit(self, line):
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def diag(self, text):
+        for line in str(text).splitlines() or [""]:
+            self.emit("# " + line)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session):
+        self.items = list(session.items)
+        names = {}
+        for n, item in enumerate(self.items, 1):
+            self.number[item.nodeid] = n
+            name = test_name(item)
+            if name in names:
+                raise pytest.UsageError(f"two planned tests named {name}")
+            names[name] = item
+        self.emit("KTAP version 1")
+        self.emit(f"1..{len(self.items)}")
+
+    def pytest_internalerror(self, excrepr, excinfo):
+        # Without pytest's terminal, nothing else would show it.
+        self.diag("internal error of the test harness:")
+        self.diag(str(excrepr)[-3000:])
+        self.emit("Bail out! harness error")
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            # A test file that does not even load must not go unnoticed.
+            self.diag(f"collection of {report.nodeid} failed:")
+            self.diag(str(report.longrepr)[-2000:])
+            self.outcome["collect:" + report.nodeid] = ("not ok", "collection failed")
+
+    def pytest_runtest_logreport(self, report):
+        prev = self.outcome.get(report.nodeid)
+        if report.failed:
+            when = {"setup": "setup failed: ", "teardown": "teardown failed: "}
+            reason = when.get(report.when, "") + short_reason(report)
+            self.log.section(f"FAILED {report.nodeid} ({report.when})",
+                             report.longreprtext)
+            if not prev or prev[0] != "not ok":
+                self.outcome[report.nodeid] = ("not ok", reason)
+        elif report.skipped and not prev:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+            self.outcome[report.nodeid] = ("skip", reason.removeprefix("Skipped: "))
+        elif report.when == "call" and not prev:
+            self.outcome[report.nodeid] = ("ok", "")
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        item = next(i for i in self.items if i.nodeid == nodeid)
+        self.result_line(item)
+
+    def result_line(self, item):
+        status, reason = self.outcome.get(item.nodeid, ("not ok", "no result"))
+        n, name = self.number[item.nodeid], test_name(item)
+        if status == "skip":
+            self.emit(f"ok {n} {name} # SKIP {reason}")
+        else:
+            self.emit(f"{status} {n} {name}")
+            if reason:
+                self.diag(reason)
+        item.ktap_done = True
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        # Every planned test has a line, whatever stopped the run.
+        for item in self.items:
+            if not getattr(item, "ktap_done", False):
+                self.outcome.setdefault(item.nodeid, ("not ok", "no result: the run stopped"))
+                self.result_line(item)
+        counts = {"ok": 0, "not ok": 0, "skip": 0}
+        for item in self.items:
+            counts[self.outcome[item.nodeid][0]] += 1
+        broken = sum(1 for k in self.outcome if k.startswith("collect:"))
+        failed = counts["not ok"] + broken
+        lines = self.config.stash.get(report_key, [])
+        for last, line in lines:
+            if not last:
+                self.emit(line)
+        if failed:
+            self.emit(f"# log: {self.log.path}")
+        self.emit(f"# {len(self.items)} planned, {time.monotonic() - self.t0:.0f}s")
+        self.emit(f"{counts['ok']} passed, {failed} failed, {counts['skip']} skipped")
+        for last, line in lines:
+            if last:
+                self.emit(line)
+        session.exitstatus = 1 if failed or not self.items else 0
+
+
+def short_reason(report):
+    """The assertion or exception message, without the traceback."""
+    exc = getattr(report.longrepr, "reprcrash", None)
+    text = exc.message if exc else str(report.longrepr)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # pytest's assertion rewriting adds "assert ..." lines after the message.
+    head = [ln for ln in lines if not ln.lstrip().startswith(("assert ", "+", "-", "where"))]
+    return "\n".join((head or lines)[:6])
+
+
+report_key = pytest.StashKey[list]()
+
+
+def report(config, line, last=False):
+    """Queue a summary line to print just before the totals (or, with
+    last, after them: a suite's own verdict line)."""
+    config.stash.setdefault(report_key, []).append((last, line))
+
+
+def verdicts(text, skip_ok=False):
+    """Read KTAP or TAP that another program printed, nested as the
+    kselftest runner nests it ("# " per level). Returns what is wrong with
+    it: a missing or unmet plan at any level, a "not ok", a TIMEOUT, or a
+    SKIP where skip_ok is false. An empty list means every planned test
+    passed."""
+    problems = []
+    levels = {}		# depth -> [plan, results]
+    for raw in text.splitlines():
+        depth, line = 0, raw
+        while line.startswith("# "):
+            depth, line = depth + 1, line[2:]
+        m = re.match(r"1\.\.(\d+)$", line)
+        if m:
+            levels[depth] = [int(m.group(1)), 0]
+            continue
+        m = re.match(r"(not )?ok (\d+) (.*)$", line)
+        if not m or depth not in levels:
+            continue
+        levels[depth][1] += 1
+        name, _, directive = m.group(3).partition(" # ")
+        if m.group(1) and "SKIP" not in directive:
+            problems.append(f"not ok: {name}" + (f" ({directive})" if directive else ""))
+        elif directive.upper().startswith("TIMEOUT"):
+            problems.append(f"timed out: {name}")
+        elif directive.upper().startswith("SKIP") and not skip_ok:
+            problems.append(f"skipped where it must run: {name}: {directive[4:].strip()}")
+    if not levels:
+        problems.append("no KTAP plan in the output")
+    for depth, (plan, seen) in sorted(levels.items()):
+        if seen != plan:
+            problems.append(f"plan at level {depth} was {plan} tests, {seen} reported")
+    return problems
