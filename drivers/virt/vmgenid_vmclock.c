@@ -75,21 +75,24 @@ enum vmclock_gen_mode {
 	VMCLOCK_MODE_AUTO,
 	VMCLOCK_MODE_NOTIFY,
 	VMCLOCK_MODE_POLL,
-	VMCLOCK_MODE_OFF,	/* no counter on the page: nothing to watch */
 };
 
 static const char * const vmclock_gen_mode_names[] = {
 	[VMCLOCK_MODE_AUTO] = "auto",
 	[VMCLOCK_MODE_NOTIFY] = "notify",
 	[VMCLOCK_MODE_POLL] = "poll",
-	[VMCLOCK_MODE_OFF] = "off",
 };
+
+/* A field is there only if size covers it: the structure grows at its end. */
+#define VMCLOCK_HAS(clk, field) \
+	(le32_to_cpu((clk)->size) >= offsetofend(struct vmclock_abi, field))
 
 typedef void (*vmclock_gen_vmfork_t)(const void *buf, size_t len);
 
 struct vmclock_gen {
 	struct device *dev;
 	const struct vmclock_abi *clk;
+	size_t len;		/* of clk that size and the resource cover */
 	struct delayed_work check_work;
 	enum vmclock_gen_mode mode;
 	vmclock_gen_vmfork_t add_vmfork;
@@ -118,7 +121,7 @@ static int vmclock_mode_set(const char *val, const struct kernel_param *kp)
 {
 	int ret = sysfs_match_string(vmclock_gen_mode_names, val);
 
-	if (ret < 0 || ret == VMCLOCK_MODE_OFF)
+	if (ret < 0)
 		return -EINVAL;
 	vmclock_mode_param = ret;
 	return 0;
@@ -236,12 +239,13 @@ static int vmclock_gen_read(struct vmclock_gen *vg, struct vmclock_abi *snap)
 	const struct vmclock_abi *clk = vg->clk;
 	u32 seq;
 
+	memset(snap, 0, sizeof(*snap));
 	for (;;) {
 		/* An odd value never matches the second read below. */
 		seq = le32_to_cpu(READ_ONCE(clk->seq_count)) & ~1U;
 		/* Pairs with the hypervisor's fence after it makes seq odd. */
 		virt_rmb();
-		memcpy(snap, clk, sizeof(*snap));
+		memcpy(snap, clk, vg->len);
 		/* Pairs with its fence before seq becomes even again. */
 		virt_rmb();
 		if (seq == le32_to_cpu(READ_ONCE(clk->seq_count)))
@@ -558,12 +562,12 @@ static int vmclock_gen_arm_notify(struct vmclock_gen *vg)
 /*
  * Check what firmware and the hypervisor handed us before trusting any of
  * it. The constant fields are read once; flags is taken from a consistent
- * copy, as it may change under seq_count.
+ * copy, as it may change under seq_count. A page without the counter is a
+ * clock for ptp_vmclock, not a device for this driver.
  */
 static int vmclock_gen_validate(struct vmclock_gen *vg, resource_size_t len,
 				struct vmclock_abi *snap)
 {
-	const size_t need = offsetofend(struct vmclock_abi, vm_generation_counter);
 	const struct vmclock_abi *clk = vg->clk;
 	u32 magic = le32_to_cpu(READ_ONCE(clk->magic));
 	u32 size = le32_to_cpu(READ_ONCE(clk->size));
@@ -585,14 +589,20 @@ static int vmclock_gen_validate(struct vmclock_gen *vg, resource_size_t len,
 			size, (unsigned long long)len);
 		return -ENODEV;
 	}
-	if (size < need) {
-		dev_err(dev, "size %u too small for vm_generation_counter (needs %zu)\n",
-			size, need);
+	if (!VMCLOCK_HAS(clk, flags)) {
+		dev_err(dev, "size %u does not cover the flags\n", size);
 		return -ENODEV;
 	}
+	vg->len = min_t(size_t, size, sizeof(*snap));
 	if (vmclock_gen_read(vg, snap)) {
 		dev_err(dev, "seq_count stayed odd for %d ms at probe\n",
 			VMCLOCK_SEQ_TIMEOUT_MS);
+		return -ENODEV;
+	}
+	if (!VMCLOCK_HAS(clk, vm_generation_counter) ||
+	    !(le64_to_cpu(snap->flags) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT)) {
+		dev_info(dev, "no VM generation counter (flags %#llx, size %u): nothing to watch\n",
+			 le64_to_cpu(snap->flags), size);
 		return -ENODEV;
 	}
 	return 0;
@@ -609,9 +619,8 @@ static int vmclock_gen_map(struct vmclock_gen *vg, struct platform_device *pdev,
 		return -ENODEV;
 	}
 	*len = resource_size(res);
-	if (*len < sizeof(struct vmclock_abi)) {
-		dev_err(vg->dev, "resource %pR too small for the %zu-byte structure\n",
-			res, sizeof(struct vmclock_abi));
+	if (*len < offsetofend(struct vmclock_abi, flags)) {
+		dev_err(vg->dev, "resource %pR too small for a vmclock\n", res);
 		return -ENODEV;
 	}
 	clk = devm_memremap(vg->dev, res->start, *len, MEMREMAP_WB);
@@ -652,17 +661,6 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	if (ret)
 		return ret;
 	platform_set_drvdata(pdev, vg);
-	if (!(le64_to_cpu(snap.flags) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT)) {
-		/*
-		 * A clock-only vmclock. Stay bound with nothing armed, so that
-		 * sysfs says mode "off" rather than the device looking
-		 * unclaimed; rebind if the hypervisor gains a counter.
-		 */
-		vg->mode = VMCLOCK_MODE_OFF;
-		dev_info(dev, "no VM generation counter (flags %#llx): nothing to watch\n",
-			 le64_to_cpu(snap.flags));
-		return 0;
-	}
 
 	ret = vmclock_gen_register_sync(vg);
 	if (ret)
@@ -709,10 +707,7 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 
 static int vmclock_gen_resume(struct device *dev)
 {
-	struct vmclock_gen *vg = dev_get_drvdata(dev);
-
-	if (vg->mode != VMCLOCK_MODE_OFF)
-		vmclock_gen_kick(vg);
+	vmclock_gen_kick(dev_get_drvdata(dev));
 	return 0;
 }
 

@@ -126,7 +126,7 @@ class TestFaults(GuestTests):
         self.refused(f, "exceeds the 4096-byte resource", "--size", "8192")
 
     def test_size_short_of_the_counter(self, f):
-        self.refused(f, "too small for vm_generation_counter", "--size", "100")
+        self.refused(f, "no VM generation counter", "--size", "100")
 
     def test_no_counter_flag(self, f):
         self.refused(f, "no VM generation counter", "--no-gen-counter")

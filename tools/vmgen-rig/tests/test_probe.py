@@ -52,11 +52,15 @@ class TestProbe(GuestTests):
         self.refused(g, "exceeds the 4096-byte resource", "--size", "8192")
 
     def test_refuses_a_size_short_of_the_counter(self, g):
-        self.refused(g, "too small for vm_generation_counter", "--size", "100")
+        self.refused(g, "no VM generation counter (flags 0x300, size 100)", "--size", "100")
+
+    def test_refuses_a_size_short_of_the_flags(self, g):
+        self.refused(g, "size 16 does not cover the flags", "--size", "16")
 
     def test_refuses_a_page_without_a_counter(self, g):
         """A clock-only vmclock is left to drivers that want the clock."""
-        self.refused(g, "no VM generation counter", "--no-gen-counter")
+        self.refused(g, "no VM generation counter (flags 0x200, size 4096)",
+                     "--no-gen-counter")
 
     @pytest.mark.parametrize("param", ["mode=sideways", "mode=off", "poll_interval_ms=1",
                                        "poll_interval_ms=60001"])
