@@ -623,7 +623,8 @@ static int vmclock_gen_map(struct vmclock_gen *vg, struct platform_device *pdev,
 		dev_err(vg->dev, "resource %pR too small for a vmclock\n", res);
 		return -ENODEV;
 	}
-	clk = devm_memremap(vg->dev, res->start, *len, MEMREMAP_WB);
+	/* Shared with the hypervisor: decrypted on SEV and TDX guests. */
+	clk = devm_memremap(vg->dev, res->start, *len, MEMREMAP_WB | MEMREMAP_DEC);
 	if (IS_ERR(clk)) {
 		dev_err(vg->dev, "cannot map %pR: %pe\n", res, clk);
 		return PTR_ERR(clk);
