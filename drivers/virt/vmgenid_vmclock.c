@@ -338,19 +338,32 @@ static void vmclock_gen_uevent(struct vmclock_gen *vg)
 }
 
 /*
+ * Jiffies until @next, but never more than @gap_ms: after a long quiet
+ * spell a wrapped jiffies would otherwise turn a short wait into weeks.
+ */
+static unsigned long vmclock_gen_until(unsigned long next, unsigned int gap_ms)
+{
+	unsigned long now = jiffies;
+
+	if (!time_before(now, next))
+		return 0;
+	return min(next - now, msecs_to_jiffies(gap_ms));
+}
+
+/*
  * Send the uevent now, or at the end of the gap after the last one; returns
  * the jiffies until then, or 0 if none is pending. Runs from check_work only.
  */
 static unsigned long vmclock_gen_announce(struct vmclock_gen *vg)
 {
-	unsigned long now = jiffies;
+	unsigned long wait;
 
 	if (!vg->uevent_pending)
 		return 0;
-	if (time_before(now, vg->next_uevent))
-		return vg->next_uevent - now;
-	vmclock_gen_uevent(vg);
-	return 0;
+	wait = vmclock_gen_until(vg->next_uevent, VMCLOCK_UEVENT_GAP_MS);
+	if (!wait)
+		vmclock_gen_uevent(vg);
+	return wait;
 }
 
 /*
@@ -400,10 +413,9 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
  */
 static void vmclock_gen_kick(struct vmclock_gen *vg)
 {
-	unsigned long next = READ_ONCE(vg->next_kick), now = jiffies;
-
 	mod_delayed_work(system_wq, &vg->check_work,
-			 time_before(now, next) ? next - now : 0);
+			 vmclock_gen_until(READ_ONCE(vg->next_kick),
+					   VMCLOCK_RESEED_GAP_MS));
 }
 
 static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
