@@ -106,6 +106,7 @@ struct vmclock_gen {
 	struct mutex notify_lock;	/* armed and dead */
 	bool notify_armed;
 	bool notify_dead;		/* torn down: never arm again */
+	bool arm_failed;		/* said so already */
 	atomic_t notifies;		/* in the current window */
 	atomic_t received;		/* since probe, for debugfs */
 	unsigned long window_start;	/* jiffies */
@@ -427,7 +428,10 @@ static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
 	vmclock_gen_kick(vg);
 }
 
-/* Called with notify_lock held. */
+/*
+ * Called with notify_lock held. A failure is reported once per episode: a
+ * re-arm after a storm is retried every poll interval until it works.
+ */
 static int vmclock_gen_install(struct vmclock_gen *vg)
 {
 	acpi_status status;
@@ -436,10 +440,13 @@ static int vmclock_gen_install(struct vmclock_gen *vg)
 					     ACPI_DEVICE_NOTIFY,
 					     vmclock_gen_notify, vg);
 	if (ACPI_FAILURE(status)) {
-		dev_err(vg->dev, "cannot install notify handler: %s\n",
-			acpi_format_exception(status));
+		if (!vg->arm_failed)
+			dev_err(vg->dev, "cannot install notify handler: %s\n",
+				acpi_format_exception(status));
+		vg->arm_failed = true;
 		return -ENODEV;
 	}
+	vg->arm_failed = false;
 	vg->notify_armed = true;
 	atomic_set(&vg->notifies, 0);
 	vg->window_start = jiffies;
