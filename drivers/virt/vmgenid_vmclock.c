@@ -98,6 +98,7 @@ struct vmclock_gen {
 	vmclock_gen_vmfork_t add_vmfork;
 	bool sync;
 	bool seq_stuck;		/* only touched by check_work */
+	bool reseed_failed;	/* only touched by check_work */
 	unsigned long next_kick;	/* jiffies; see VMCLOCK_RESEED_GAP_MS */
 	/* Only touched by check_work; see VMCLOCK_UEVENT_GAP_MS. */
 	unsigned long next_uevent;	/* jiffies */
@@ -286,8 +287,8 @@ static int vmclock_gen_force_reseed(void)
 	return ret;
 }
 
-static void vmclock_gen_reseed(struct vmclock_gen *vg,
-			       const struct vmclock_abi *snap)
+static int vmclock_gen_reseed(struct vmclock_gen *vg,
+			      const struct vmclock_abi *snap)
 {
 	/*
 	 * Every clone of one snapshot may see the same counter (Firecracker
@@ -314,15 +315,10 @@ static void vmclock_gen_reseed(struct vmclock_gen *vg,
 		ret = vmclock_gen_force_reseed();
 	}
 	memzero_explicit(&seed, sizeof(seed));
-
-	if (ret)
-		dev_warn_ratelimited(vg->dev,
-				     "VM generation %llu: input mixed but crng not reseeded: %pe\n",
-				     le64_to_cpu(snap->vm_generation_counter),
-				     ERR_PTR(ret));
-	else
+	if (!ret)
 		dev_info_ratelimited(vg->dev, "VM generation %llu: crng reseeded\n",
 				     le64_to_cpu(snap->vm_generation_counter));
+	return ret;
 }
 
 static void vmclock_gen_uevent(struct vmclock_gen *vg)
@@ -399,7 +395,19 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
 
 	WRITE_ONCE(vg->next_kick,
 		   jiffies + msecs_to_jiffies(VMCLOCK_RESEED_GAP_MS));
-	vmclock_gen_reseed(vg, &snap);
+	/*
+	 * generation is the value the crng was reseeded for: one that could
+	 * not be is not adopted, and the next check tries again.
+	 */
+	ret = vmclock_gen_reseed(vg, &snap);
+	if (ret) {
+		if (!vg->reseed_failed)
+			dev_warn(vg->dev, "VM generation %llu: input mixed but crng not reseeded (%pe); retrying every %u ms\n",
+				 generation, ERR_PTR(ret), READ_ONCE(poll_interval_ms));
+		vg->reseed_failed = true;
+		return ret;
+	}
+	vg->reseed_failed = false;
 	/* Publish before telling anyone, so readers of sysfs see it. */
 	atomic64_set(&vg->generation, generation);
 	atomic64_inc(&vg->restores);
@@ -516,7 +524,7 @@ static void vmclock_gen_work(struct work_struct *work)
 		vmclock_gen_watch_storm(vg);
 		polling = !READ_ONCE(vg->notify_armed);
 	}
-	if (vmclock_gen_check(vg) == -ETIMEDOUT || polling)
+	if (vmclock_gen_check(vg) || polling)
 		next_ms = READ_ONCE(poll_interval_ms);
 	delay = msecs_to_jiffies(next_ms);
 	uevent_in = vmclock_gen_announce(vg);
