@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 out=$(realpath -m "${1:?usage: mkseries.sh OUT_DIR}")
 tarball=/usr/src/linux-source-6.1.tar.xz
-files=(drivers/char/random.c include/linux/random.h drivers/virt/Kconfig
+files=(drivers/char/Kconfig drivers/char/random.c include/linux/random.h drivers/virt/Kconfig
        drivers/virt/Makefile MAINTAINERS Documentation/admin-guide/index.rst
        tools/testing/selftests/Makefile)
 
