@@ -169,7 +169,7 @@ MODULE_PARM_DESC(poll_interval_ms,
  */
 static vmclock_gen_vmfork_t vmclock_gen_get_vmfork(void)
 {
-#if IS_ENABLED(CONFIG_VMGENID) || IS_ENABLED(CONFIG_VMGENID_VMCLOCK)
+#if IS_ENABLED(CONFIG_VMGENID)
 	return symbol_get(add_vmfork_randomness);
 #else
 	return NULL;
@@ -178,25 +178,28 @@ static vmclock_gen_vmfork_t vmclock_gen_get_vmfork(void)
 
 static void vmclock_gen_put_vmfork(void *unused)
 {
-#if IS_ENABLED(CONFIG_VMGENID) || IS_ENABLED(CONFIG_VMGENID_VMCLOCK)
+#if IS_ENABLED(CONFIG_VMGENID)
 	symbol_put(add_vmfork_randomness);
 #endif
 }
 
-#if IS_ENABLED(CONFIG_VMGENID_VMCLOCK)
+#if IS_ENABLED(CONFIG_RANDOM_VMGEN)
 /*
  * With random.c.patch applied, random.c checks the counter itself on every
  * output path and reseeds before handing out a byte; we only make sure a
- * restore is acted on when nothing asks for random bytes, and tell userspace.
+ * restore is acted on when nothing asks for random bytes, run the vmfork
+ * chain, and tell userspace. random.c starts from the value we read, so a
+ * restore between that read and the registration still reseeds.
  */
 static void vmclock_gen_unregister_sync(void *unused)
 {
 	random_unregister_vmgen();
 }
 
-static int vmclock_gen_register_sync(struct vmclock_gen *vg)
+static int vmclock_gen_register_sync(struct vmclock_gen *vg, u64 seen)
 {
-	int ret = random_register_vmgen(&vg->clk->vm_generation_counter);
+	int ret = random_register_vmgen(&vg->clk->vm_generation_counter, seen,
+					vg->clk, vg->len);
 
 	if (ret) {
 		dev_err(vg->dev, "cannot register with random.c: %pe\n",
@@ -210,10 +213,10 @@ static int vmclock_gen_register_sync(struct vmclock_gen *vg)
 
 static void vmclock_gen_sync_check(void)
 {
-	random_check_vmgen();
+	random_vmgen_notify();
 }
 #else
-static int vmclock_gen_register_sync(struct vmclock_gen *vg)
+static int vmclock_gen_register_sync(struct vmclock_gen *vg, u64 seen)
 {
 	return 0;
 }
@@ -690,7 +693,7 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 		return ret;
 	platform_set_drvdata(pdev, vg);
 
-	ret = vmclock_gen_register_sync(vg);
+	ret = vmclock_gen_register_sync(vg, le64_to_cpu(snap.vm_generation_counter));
 	if (ret)
 		return ret;
 	vg->add_vmfork = vg->sync ? NULL : vmclock_gen_get_vmfork();
