@@ -21,6 +21,7 @@
 #include <linux/platform_device.h>
 #include <linux/pm.h>
 #include <linux/random.h>
+#include <linux/security.h>
 #include <linux/stddef.h>
 #include <linux/string.h>
 #include <linux/timex.h>
@@ -96,6 +97,7 @@ struct vmclock_gen {
 	struct delayed_work check_work;
 	enum vmclock_gen_mode mode;
 	vmclock_gen_vmfork_t add_vmfork;
+	struct file *urandom;		/* neither sync nor add_vmfork */
 	bool sync;
 	bool seq_stuck;		/* only touched by check_work */
 	bool reseed_failed;	/* only touched by check_work */
@@ -262,32 +264,45 @@ static int vmclock_gen_read(struct vmclock_gen *vg, struct vmclock_abi *snap)
 }
 
 /*
- * Without add_vmfork_randomness(), the strongest thing an unpatched kernel
- * lets a module do is what RNDRESEEDCRNG does for root: crng_reseed(), which
- * extracts the input pool (with our seed, RDSEED/RDRAND and the cycle
- * counter) into a new base key and bumps the generation every per-CPU and
- * batched output path checks. add_device_randomness() alone would only reach
- * the input pool and wait for the next scheduled reseed, up to a minute.
- * The capability check passes because we run in a kworker.
+ * Without random.c.patch or add_vmfork_randomness(), the strongest thing an
+ * unpatched kernel lets a module do is what RNDRESEEDCRNG does for root:
+ * crng_reseed(), which extracts the input pool (with our seed, RDSEED/RDRAND
+ * and the cycle counter) into a new base key and bumps the generation every
+ * per-CPU and batched output path checks. add_device_randomness() alone
+ * would wait for the next scheduled reseed, up to a minute. /dev/urandom is
+ * opened at probe, from the loading process and its mounts, not from the
+ * kworker that reseeds; the ioctl goes through the LSM hook as userspace's
+ * would. The vmfork notifier chain is out of reach this way.
  */
-static int vmclock_gen_force_reseed(void)
+static void vmclock_gen_close_urandom(void *filp)
 {
-	struct file *filp;
-	struct inode *inode;
-	int ret;
-
-	filp = filp_open("/dev/urandom", O_RDONLY, 0);
-	if (IS_ERR(filp))
-		return PTR_ERR(filp);
-
-	inode = file_inode(filp);
-	if (S_ISCHR(inode->i_mode) && imajor(inode) == MEM_MAJOR &&
-	    iminor(inode) == VMCLOCK_URANDOM_MINOR)
-		ret = vfs_ioctl(filp, RNDRESEEDCRNG, 0);
-	else
-		ret = -ENODEV;
 	filp_close(filp, NULL);
-	return ret;
+}
+
+static int vmclock_gen_open_urandom(struct vmclock_gen *vg)
+{
+	struct file *filp = filp_open("/dev/urandom", O_RDONLY, 0);
+	struct inode *inode;
+
+	if (IS_ERR(filp)) {
+		dev_err(vg->dev, "cannot open /dev/urandom to reseed: %pe\n", filp);
+		return PTR_ERR(filp);
+	}
+	inode = file_inode(filp);
+	if (!S_ISCHR(inode->i_mode) || imajor(inode) != MEM_MAJOR ||
+	    iminor(inode) != VMCLOCK_URANDOM_MINOR) {
+		dev_err(vg->dev, "/dev/urandom is not the random device\n");
+		filp_close(filp, NULL);
+		return -ENODEV;
+	}
+	vg->urandom = filp;
+	return devm_add_action_or_reset(vg->dev, vmclock_gen_close_urandom, filp);
+}
+
+static int vmclock_gen_force_reseed(struct vmclock_gen *vg)
+{
+	return security_file_ioctl(vg->urandom, RNDRESEEDCRNG, 0) ?:
+	       vfs_ioctl(vg->urandom, RNDRESEEDCRNG, 0);
 }
 
 static int vmclock_gen_reseed(struct vmclock_gen *vg,
@@ -315,7 +330,7 @@ static int vmclock_gen_reseed(struct vmclock_gen *vg,
 		ret = 0;
 	} else {
 		add_device_randomness(&seed, sizeof(seed));
-		ret = vmclock_gen_force_reseed();
+		ret = vmclock_gen_force_reseed(vg);
 	}
 	memzero_explicit(&seed, sizeof(seed));
 	if (!ret)
@@ -701,6 +716,10 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 		ret = devm_add_action_or_reset(dev, vmclock_gen_put_vmfork, NULL);
 		if (ret)
 			return ret;
+	} else if (!vg->sync) {
+		ret = vmclock_gen_open_urandom(vg);
+		if (ret)
+			return ret;
 	}
 
 	/* Like vmgenid: what the page holds now is mixed in, not credited. */
@@ -732,7 +751,8 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 		 le64_to_cpu(snap.vm_generation_counter),
 		 vmclock_gen_mode_names[vg->mode],
 		 vg->sync ? "random.c generation check" :
-		 vg->add_vmfork ? "add_vmfork_randomness" : "RNDRESEEDCRNG");
+		 vg->add_vmfork ? "add_vmfork_randomness" :
+		 "RNDRESEEDCRNG; the vmfork notifier chain (WireGuard) is not run on this kernel");
 	return 0;
 }
 
