@@ -99,11 +99,11 @@ struct vmclock_gen {
 	vmclock_gen_vmfork_t add_vmfork;
 	struct file *urandom;		/* neither sync nor add_vmfork */
 	bool sync;
-	bool seq_stuck;		/* only touched by check_work */
-	bool reseed_failed;	/* only touched by check_work */
+	struct mutex check_lock;	/* the check, and what it reports */
+	bool seq_stuck;
+	bool reseed_failed;
 	unsigned long next_kick;	/* jiffies; see VMCLOCK_RESEED_GAP_MS */
-	/* Only touched by check_work; see VMCLOCK_UEVENT_GAP_MS. */
-	unsigned long next_uevent;	/* jiffies */
+	unsigned long next_uevent;	/* jiffies; see VMCLOCK_UEVENT_GAP_MS */
 	bool uevent_pending;
 	/* The notify handler, and what a storm does to it. */
 	struct mutex notify_lock;	/* armed and dead */
@@ -367,7 +367,7 @@ static unsigned long vmclock_gen_until(unsigned long next, unsigned int gap_ms)
 
 /*
  * Send the uevent now, or at the end of the gap after the last one; returns
- * the jiffies until then, or 0 if none is pending. Runs from check_work only.
+ * the jiffies until then, or 0 if none is pending. Called with check_lock.
  */
 static unsigned long vmclock_gen_announce(struct vmclock_gen *vg)
 {
@@ -382,8 +382,8 @@ static unsigned long vmclock_gen_announce(struct vmclock_gen *vg)
 }
 
 /*
- * Runs only from check_work, so never concurrently with itself: one change
- * of the counter gives one reseed and one uevent, however many notifications
+ * Called with check_lock, so never concurrently with itself: one change of
+ * the counter gives one reseed and one uevent, however many notifications
  * and polls saw it.
  */
 static int vmclock_gen_check(struct vmclock_gen *vg)
@@ -445,13 +445,34 @@ static void vmclock_gen_kick(struct vmclock_gen *vg)
 					   VMCLOCK_RESEED_GAP_MS));
 }
 
+/* Check, and send a uevent that is due; what is left goes to check_work. */
+static int vmclock_gen_act(struct vmclock_gen *vg, unsigned long *uevent_in)
+{
+	int ret;
+
+	mutex_lock(&vg->check_lock);
+	ret = vmclock_gen_check(vg);
+	*uevent_in = vmclock_gen_announce(vg);
+	mutex_unlock(&vg->check_lock);
+	return ret;
+}
+
+/*
+ * ACPI runs this from its notify workqueue, in process context: act on the
+ * change right here, as vmgenid does, not one work item later. Within the
+ * gap after the last change, or once notifications come faster than a
+ * hypervisor has reason to send them, check_work takes over.
+ */
 static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
 {
 	struct vmclock_gen *vg = data;
+	unsigned long uevent_in;
 
-	atomic_inc(&vg->notifies);
 	atomic_inc(&vg->received);
-	vmclock_gen_kick(vg);
+	if (atomic_inc_return(&vg->notifies) > VMCLOCK_STORM_NOTIFIES ||
+	    vmclock_gen_until(READ_ONCE(vg->next_kick), VMCLOCK_RESEED_GAP_MS) ||
+	    vmclock_gen_act(vg, &uevent_in) || uevent_in)
+		vmclock_gen_kick(vg);
 }
 
 /*
@@ -542,10 +563,9 @@ static void vmclock_gen_work(struct work_struct *work)
 		vmclock_gen_watch_storm(vg);
 		polling = !READ_ONCE(vg->notify_armed);
 	}
-	if (vmclock_gen_check(vg) || polling)
+	if (vmclock_gen_act(vg, &uevent_in) || polling)
 		next_ms = READ_ONCE(poll_interval_ms);
 	delay = msecs_to_jiffies(next_ms);
-	uevent_in = vmclock_gen_announce(vg);
 	if (uevent_in)
 		delay = min(delay, uevent_in);
 	queue_delayed_work(system_wq, &vg->check_work, delay);
@@ -727,6 +747,7 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	atomic64_set(&vg->generation, le64_to_cpu(snap.vm_generation_counter));
 	vg->mode = vmclock_gen_pick_mode(le64_to_cpu(snap.flags));
 	INIT_DELAYED_WORK(&vg->check_work, vmclock_gen_work);
+	mutex_init(&vg->check_lock);
 	mutex_init(&vg->notify_lock);
 	/* Neither gap applies yet; 0 is not "long ago" while jiffies wraps. */
 	vg->next_kick = jiffies;
