@@ -311,13 +311,17 @@ static int vmclock_gen_reseed(struct vmclock_gen *vg,
 	/*
 	 * Every clone of one snapshot may see the same counter (Firecracker
 	 * increments it), so the counter alone separates nothing. The cycle
-	 * counter at detection differs between clones; the rest of the page
-	 * carries whatever the hypervisor made unique.
+	 * counter and the wall clock at detection differ between clones only
+	 * by how each resumed; the rest of the page carries whatever the
+	 * hypervisor writes for each restore. Unless the CPU has an RNG for
+	 * crng_reseed() to draw on, that is all that tells clones apart.
 	 */
 	struct {
 		unsigned long cycles;
+		u64 real_ns;
 		struct vmclock_abi page;
-	} seed = { .cycles = random_get_entropy(), .page = *snap };
+	} seed = { .cycles = random_get_entropy(), .real_ns = ktime_get_real_ns(),
+		   .page = *snap };
 	int ret;
 
 	if (vg->sync) {
@@ -707,6 +711,14 @@ static enum vmclock_gen_mode vmclock_gen_pick_mode(u64 flags)
 	return VMCLOCK_MODE_POLL;
 }
 
+/* Whether crng_reseed() has a CPU RNG (RDSEED, RDRAND, ...) to draw on. */
+static bool vmclock_gen_cpu_rng(void)
+{
+	unsigned long v;
+
+	return arch_get_random_seed_longs(&v, 1) || arch_get_random_longs(&v, 1);
+}
+
 static int vmclock_gen_probe(struct platform_device *pdev)
 {
 	struct device *dev = &pdev->dev;
@@ -768,6 +780,8 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	/* Catch a change that happened before the handler was in place. */
 	vmclock_gen_kick(vg);
 
+	if (!vmclock_gen_cpu_rng())
+		dev_warn(dev, "no CPU RNG: clones of one snapshot are told apart only by the cycle counter at each reseed and what the hypervisor writes for each restore\n");
 	dev_info(dev, "VM generation %llu, %s mode, reseed via %s\n",
 		 le64_to_cpu(snap.vm_generation_counter),
 		 vmclock_gen_mode_names[vg->mode],

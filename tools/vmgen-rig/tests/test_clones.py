@@ -24,7 +24,8 @@ class Clones(GuestTests):
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
         origin = group.boot("o", kernel, "--cpu", self.cpu)
-        o = {"arch_rng": origin.sh("grep -cwE 'rdrand|rdseed' /proc/cpuinfo; true")}
+        o = {"arch_rng": origin.sh("grep -cwE 'rdrand|rdseed' /proc/cpuinfo; true"),
+             "warned": origin.kmsg_count("no CPU RNG: clones of one snapshot")}
         reseed(origin)
         state = group.save(origin)
         pairs = {"control": ["--no-bump", "--no-ring"],
@@ -63,6 +64,9 @@ class Clones(GuestTests):
 class TestClones(Clones):
     """-cpu max: RDRAND, as most cloud CPUs have."""
 
+    def test_probe_does_not_warn_of_a_missing_cpu_rng(self, run):
+        assert run["warned"] == 0
+
     def test_random_strategy_gives_each_clone_its_own_counter(self, run):
         a, b = run["random"]
         assert a.counter != b.counter and (a.generation, b.generation) == (a.counter, b.counter)
@@ -76,6 +80,9 @@ class TestClonesNoArchRng(Clones):
 
     def test_guest_has_no_arch_rng(self, run):
         assert run["arch_rng"] == "0", "qemu64 guest lists rdrand or rdseed"
+
+    def test_probe_says_once_what_keeps_clones_apart(self, run):
+        assert run["warned"] == 1, f"{run['warned']} warnings of no CPU RNG"
 
 
 class TestDeterministicClones(GuestTests):
