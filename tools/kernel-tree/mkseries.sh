@@ -76,8 +76,9 @@ every output path checks it before handing out bytes. Also watch it
 ourselves, through the ACPI notification when the hypervisor advertises
 one and by a 100 ms poll otherwise, and at PM resume, so that a restore
 is acted on (the vmfork notifier chain runs) even when nothing asks for
-random bytes. Reads follow the seq_count protocol and give up after 100
-ms, so a hypervisor that stops mid-update cannot hang the guest.
+random bytes. Reads follow the seq_count protocol and give up after 10
+ms, retried every poll interval, so a hypervisor that stops mid-update
+cannot hang the guest.
 
 On each change send the KOBJ_CHANGE uevent with NEW_VMGENID=1 that
 vmgenid sent in 6.8, with the counter in VMCLOCK_GENERATION. The uevent
