@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * A vmclock hypervisor moves vm_generation_counter each time the VM is loaded
+ * A vmclock hypervisor moves vm_generation_counter each time it loads the VM
  * from a snapshot, so every clone would otherwise go on serving the random
  * bytes of its siblings. This driver exists for shepherding that change to
- * random.c, and for telling userspace about it the way vmgenid did.
+ * random.c, and to userspace the way vmgenid did. It never binds the vmclock
+ * device, which ptp_vmclock may own: it watches the page beside it.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -15,17 +16,21 @@
 #include <linux/kobject.h>
 #include <linux/ktime.h>
 #include <linux/major.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
-#include <linux/mutex.h>
 #include <linux/moduleparam.h>
+#include <linux/mutex.h>
 #include <linux/platform_device.h>
 #include <linux/pm.h>
+#include <linux/poll.h>
 #include <linux/random.h>
 #include <linux/security.h>
-#include <linux/stddef.h>
-#include <linux/string.h>
+#include <linux/slab.h>
 #include <linux/timex.h>
+#include <linux/uaccess.h>
 #include <linux/workqueue.h>
+#include <asm/archrandom.h>
 #include <asm/barrier.h>
 
 #include <uapi/linux/random.h>
@@ -39,15 +44,17 @@ static_assert(sizeof(struct vmclock_abi) == 112);
 enum {
 	VMCLOCK_ABI_VERSION = 1,
 	/*
-	 * How long a hypervisor may leave seq_count odd before we give up for
-	 * now. Its updates take microseconds; we spin in a kworker meanwhile.
+	 * How long a hypervisor may leave seq_count odd before a check gives
+	 * up for now: its updates take microseconds, and the check spins.
+	 * Readers of /dev/vmclock0 wait as long as ptp_vmclock lets them.
 	 */
 	VMCLOCK_SEQ_TIMEOUT_MS = 10,
+	VMCLOCK_READ_TIMEOUT_MS = 100,
 	/*
 	 * After acting on a change, the next notification is acted on no
 	 * sooner than this: a hypervisor that flaps the counter or rings
-	 * nonstop gets at most 1000 / VMCLOCK_RESEED_GAP_MS reseeds a
-	 * second, and every change is still caught by the next one.
+	 * nonstop gets at most 1000 / VMCLOCK_RESEED_GAP_MS reseeds a second,
+	 * and the last change is still caught.
 	 */
 	VMCLOCK_RESEED_GAP_MS = 50,
 	/*
@@ -61,87 +68,57 @@ enum {
 	VMCLOCK_BACKSTOP_MS = MSEC_PER_SEC,
 	/*
 	 * More notifications than this in a second is a storm: stop listening
-	 * and poll for VMCLOCK_STORM_HOLD_S seconds (see vmclock_gen_watch_storm()).
+	 * and poll for VMCLOCK_STORM_HOLD_S seconds (vmclock_gen_watch_storm()).
 	 */
 	VMCLOCK_STORM_NOTIFIES = 100,
 	VMCLOCK_STORM_HOLD_S = 10,
-	VMCLOCK_POLL_DEFAULT_MS = 100,
 	VMCLOCK_POLL_MIN_MS = 10,
 	VMCLOCK_POLL_MAX_MS = 60 * MSEC_PER_SEC,
 	/* Documentation/admin-guide/devices.txt: char 1:9 is /dev/urandom. */
 	VMCLOCK_URANDOM_MINOR = 9,
 };
 
-enum vmclock_gen_mode {
-	VMCLOCK_MODE_AUTO,
-	VMCLOCK_MODE_NOTIFY,
-	VMCLOCK_MODE_POLL,
-};
-
-static const char * const vmclock_gen_mode_names[] = {
-	[VMCLOCK_MODE_AUTO] = "auto",
-	[VMCLOCK_MODE_NOTIFY] = "notify",
-	[VMCLOCK_MODE_POLL] = "poll",
-};
-
 /* A field is there only if size covers it: the structure grows at its end. */
 #define VMCLOCK_HAS(clk, field) \
 	(le32_to_cpu((clk)->size) >= offsetofend(struct vmclock_abi, field))
 
-typedef void (*vmclock_gen_vmfork_t)(const void *buf, size_t len);
-
 struct vmclock_gen {
-	struct device *dev;
+	struct device *dev;		/* our own device: sysfs, uevents */
+	struct acpi_device *adev;	/* the vmclock device */
+	struct device *owner;		/* its platform device, that others bind */
 	const struct vmclock_abi *clk;
-	size_t len;		/* of clk that size and the resource cover */
-	struct delayed_work check_work;
-	enum vmclock_gen_mode mode;
-	vmclock_gen_vmfork_t add_vmfork;
-	struct file *urandom;		/* neither sync nor add_vmfork */
+	struct resource res;
+	size_t len;			/* of clk that size and res cover */
+	bool notify;			/* the hypervisor notifies */
+
+	/* How this kernel reseeds: see "Where kernels differ". */
 	bool sync;
+	void (*add_vmfork)(const void *buf, size_t len);
+	struct file *urandom;
+
+	struct delayed_work check_work;	/* polls, backstop, deferred checks */
 	struct mutex check_lock;	/* the check, and what it reports */
-	bool seq_stuck;
-	bool reseed_failed;
+	bool seq_stuck, reseed_failed;	/* said so already */
 	unsigned long next_kick;	/* jiffies; see VMCLOCK_RESEED_GAP_MS */
 	unsigned long next_uevent;	/* jiffies; see VMCLOCK_UEVENT_GAP_MS */
 	bool uevent_pending;
-	/* The notify handler, and what a storm does to it. */
-	struct mutex notify_lock;	/* armed and dead */
-	bool notify_armed;
-	bool notify_dead;		/* torn down: never arm again */
-	bool arm_failed;		/* said so already */
+	u64 generation, restores;	/* sysfs, READ_ONCE */
+
+	struct mutex notify_lock;	/* the handler, and what a storm does */
+	bool listening, stopped, arm_failed;
 	atomic_t notifies;		/* in the current window */
 	atomic_t received;		/* since probe, for debugfs */
-	unsigned long window_start;	/* jiffies */
-	unsigned long storm_until;	/* jiffies */
-	atomic64_t generation;
-	atomic64_t restores;
+	unsigned long window_start, storm_until;	/* jiffies */
+
+	/* /dev/vmclock0, while no other driver offers it. */
+	struct miscdevice misc;
+	struct mutex misc_lock;		/* whether it is offered */
+	bool misc_up, misc_dead;
+	wait_queue_head_t disrupt_wait;
+	struct notifier_block bus_nb;
 };
 
-static enum vmclock_gen_mode vmclock_mode_param = VMCLOCK_MODE_AUTO;
-static unsigned int poll_interval_ms = VMCLOCK_POLL_DEFAULT_MS;
-
-static int vmclock_mode_set(const char *val, const struct kernel_param *kp)
-{
-	int ret = sysfs_match_string(vmclock_gen_mode_names, val);
-
-	if (ret < 0)
-		return -EINVAL;
-	vmclock_mode_param = ret;
-	return 0;
-}
-
-static int vmclock_mode_get(char *buf, const struct kernel_param *kp)
-{
-	return sysfs_emit(buf, "%s\n", vmclock_gen_mode_names[vmclock_mode_param]);
-}
-
-static const struct kernel_param_ops vmclock_mode_ops = {
-	.set = vmclock_mode_set,
-	.get = vmclock_mode_get,
-};
-module_param_cb(mode, &vmclock_mode_ops, NULL, 0444);
-MODULE_PARM_DESC(mode, "How to watch the counter: auto (default), notify or poll");
+static unsigned int poll_interval_ms = 100;
 
 static int poll_interval_set(const char *val, const struct kernel_param *kp)
 {
@@ -157,63 +134,48 @@ static const struct kernel_param_ops poll_interval_ops = {
 /*
  * A poll is one read of a cache line the hypervisor rarely writes, so the
  * cost is the wakeup, not the read. 100 ms bounds how long a restored clone
- * can serve its siblings' random bytes to one tick a human would not notice,
- * at ten wakeups a second of an otherwise idle guest.
+ * of an unpatched kernel can serve its siblings' random bytes to one tick a
+ * human would not notice, at ten wakeups a second of an otherwise idle guest.
  */
 module_param_cb(poll_interval_ms, &poll_interval_ops, &poll_interval_ms, 0444);
 MODULE_PARM_DESC(poll_interval_ms,
-		 "Poll interval in poll mode, 10..60000 ms (default 100)");
+		 "Poll interval without notifications, 10..60000 ms (default 100)");
 
 /*
- * random.c exports add_vmfork_randomness() only when CONFIG_VMGENID=m (6.1 up
- * to at least 6.12), and Debian builds vmgenid in. Look for it at run time
- * instead of linking against it, so one module binary loads either way.
+ * Where kernels differ, in one place.
+ *
+ * - With random.c.patch (CONFIG_RANDOM_VMGEN), random.c checks the counter
+ *   before every output and reseeds itself; the driver registers it, with
+ *   the value it read, and calls random_vmgen_notify() for the vmfork chain.
+ * - Otherwise add_vmfork_randomness() reseeds and runs the chain, where it
+ *   is exported: only with CONFIG_VMGENID=m, up to at least 6.12. It is
+ *   looked up at run time, so that one module binary loads either way.
+ * - Otherwise, as on Debian's 6.1 and 6.12, RNDRESEEDCRNG on /dev/urandom
+ *   reseeds, and nothing can run the vmfork chain.
+ * - struct platform_driver's .remove returns int before 6.11 and void after:
+ *   the driver has none, devm undoes everything.
  */
-static vmclock_gen_vmfork_t vmclock_gen_get_vmfork(void)
-{
-#if IS_ENABLED(CONFIG_VMGENID)
-	return symbol_get(add_vmfork_randomness);
-#else
-	return NULL;
-#endif
-}
-
-static void vmclock_gen_put_vmfork(void *unused)
-{
-#if IS_ENABLED(CONFIG_VMGENID)
-	symbol_put(add_vmfork_randomness);
-#endif
-}
-
 #if IS_ENABLED(CONFIG_RANDOM_VMGEN)
-/*
- * With random.c.patch applied, random.c checks the counter itself on every
- * output path and reseeds before handing out a byte; we only make sure a
- * restore is acted on when nothing asks for random bytes, run the vmfork
- * chain, and tell userspace. random.c starts from the value we read, so a
- * restore between that read and the registration still reseeds.
- */
 static void vmclock_gen_unregister_sync(void *unused)
 {
 	random_unregister_vmgen();
 }
 
+/* random.c starts from @seen: a restore since that read still reseeds. */
 static int vmclock_gen_register_sync(struct vmclock_gen *vg, u64 seen)
 {
 	int ret = random_register_vmgen(&vg->clk->vm_generation_counter, seen,
 					vg->clk, vg->len);
 
 	if (ret) {
-		dev_err(vg->dev, "cannot register with random.c: %pe\n",
-			ERR_PTR(ret));
+		dev_err(vg->dev, "cannot register with random.c: %pe\n", ERR_PTR(ret));
 		return ret;
 	}
 	vg->sync = true;
-	return devm_add_action_or_reset(vg->dev, vmclock_gen_unregister_sync,
-					NULL);
+	return devm_add_action_or_reset(vg->dev, vmclock_gen_unregister_sync, NULL);
 }
 
-static void vmclock_gen_sync_check(void)
+static void vmclock_gen_sync_notify(void)
 {
 	random_vmgen_notify();
 }
@@ -223,56 +185,40 @@ static int vmclock_gen_register_sync(struct vmclock_gen *vg, u64 seen)
 	return 0;
 }
 
-static void vmclock_gen_sync_check(void)
+static void vmclock_gen_sync_notify(void)
 {
 }
 #endif
 
-/**
- * vmclock_gen_read() - Copy the vmclock structure under its seq_count.
- * @vg: driver state
- * @snap: where to put a consistent copy
- *
- * The hypervisor holds seq_count odd while it updates the page. Retry until
- * a copy is bracketed by two equal, even reads of seq_count, but only for
- * VMCLOCK_SEQ_TIMEOUT_MS: a hypervisor that stops halfway must not hang us.
- *
- * Context: Process context.
- * Return: 0, or -ETIMEDOUT if no consistent copy could be taken in time.
- */
-static int vmclock_gen_read(struct vmclock_gen *vg, struct vmclock_abi *snap)
+#if IS_ENABLED(CONFIG_VMGENID)
+static void vmclock_gen_put_vmfork(void *unused)
 {
-	ktime_t deadline = ktime_add_ms(ktime_get(), VMCLOCK_SEQ_TIMEOUT_MS);
-	const struct vmclock_abi *clk = vg->clk;
-	u32 seq;
-
-	memset(snap, 0, sizeof(*snap));
-	for (;;) {
-		/* An odd value never matches the second read below. */
-		seq = le32_to_cpu(READ_ONCE(clk->seq_count)) & ~1U;
-		/* Pairs with the hypervisor's fence after it makes seq odd. */
-		virt_rmb();
-		memcpy(snap, clk, vg->len);
-		/* Pairs with its fence before seq becomes even again. */
-		virt_rmb();
-		if (seq == le32_to_cpu(READ_ONCE(clk->seq_count)))
-			return 0;
-		if (ktime_after(ktime_get(), deadline))
-			return -ETIMEDOUT;
-		cpu_relax();
-	}
+	symbol_put(add_vmfork_randomness);
 }
 
+static int vmclock_gen_get_vmfork(struct vmclock_gen *vg)
+{
+	vg->add_vmfork = symbol_get(add_vmfork_randomness);
+	if (!vg->add_vmfork)
+		return 0;
+	return devm_add_action_or_reset(vg->dev, vmclock_gen_put_vmfork, NULL);
+}
+#else
+static int vmclock_gen_get_vmfork(struct vmclock_gen *vg)
+{
+	return 0;
+}
+#endif
+
 /*
- * Without random.c.patch or add_vmfork_randomness(), the strongest thing an
- * unpatched kernel lets a module do is what RNDRESEEDCRNG does for root:
- * crng_reseed(), which extracts the input pool (with our seed, RDSEED/RDRAND
- * and the cycle counter) into a new base key and bumps the generation every
- * per-CPU and batched output path checks. add_device_randomness() alone
- * would wait for the next scheduled reseed, up to a minute. /dev/urandom is
- * opened at probe, from the loading process and its mounts, not from the
- * kworker that reseeds; the ioctl goes through the LSM hook as userspace's
- * would. The vmfork notifier chain is out of reach this way.
+ * Without either, the strongest thing an unpatched kernel lets a module do
+ * is what RNDRESEEDCRNG does for root: crng_reseed(), which extracts the
+ * input pool (with our seed, RDSEED/RDRAND and the cycle counter) into a new
+ * base key and bumps the generation every per-CPU and batched output path
+ * checks. add_device_randomness() alone would wait for the next scheduled
+ * reseed, up to a minute. /dev/urandom is opened at probe, in the loading
+ * process and its mounts, not from the worker that reseeds; the ioctl goes
+ * through the LSM hook as userspace's would.
  */
 static void vmclock_gen_close_urandom(void *filp)
 {
@@ -305,6 +251,42 @@ static int vmclock_gen_force_reseed(struct vmclock_gen *vg)
 	       vfs_ioctl(vg->urandom, RNDRESEEDCRNG, 0);
 }
 
+/**
+ * vmclock_gen_read() - Copy the vmclock structure under its seq_count.
+ * @vg: driver state
+ * @snap: where to put a consistent copy
+ *
+ * The hypervisor holds seq_count odd while it updates the page. Retry until
+ * a copy is bracketed by two equal, even reads of seq_count, but only for
+ * VMCLOCK_SEQ_TIMEOUT_MS: a hypervisor that stops halfway must not hang us.
+ * What size does not cover reads as zero.
+ *
+ * Context: Process context.
+ * Return: 0, or -ETIMEDOUT if no consistent copy could be taken in time.
+ */
+static int vmclock_gen_read(struct vmclock_gen *vg, struct vmclock_abi *snap)
+{
+	ktime_t deadline = ktime_add_ms(ktime_get(), VMCLOCK_SEQ_TIMEOUT_MS);
+	const struct vmclock_abi *clk = vg->clk;
+	u32 seq;
+
+	memset(snap, 0, sizeof(*snap));
+	for (;;) {
+		/* An odd value never matches the second read below. */
+		seq = le32_to_cpu(READ_ONCE(clk->seq_count)) & ~1U;
+		/* Pairs with the hypervisor's fence after it makes seq odd. */
+		virt_rmb();
+		memcpy(snap, clk, vg->len);
+		/* Pairs with its fence before seq becomes even again. */
+		virt_rmb();
+		if (seq == le32_to_cpu(READ_ONCE(clk->seq_count)))
+			return 0;
+		if (ktime_after(ktime_get(), deadline))
+			return -ETIMEDOUT;
+		cpu_relax();
+	}
+}
+
 static int vmclock_gen_reseed(struct vmclock_gen *vg,
 			      const struct vmclock_abi *snap)
 {
@@ -322,19 +304,16 @@ static int vmclock_gen_reseed(struct vmclock_gen *vg,
 		struct vmclock_abi page;
 	} seed = { .cycles = random_get_entropy(), .real_ns = ktime_get_real_ns(),
 		   .page = *snap };
-	int ret;
+	int ret = 0;
 
-	if (vg->sync) {
-		/* One reseed per change: random.c's, if it has not happened. */
-		add_device_randomness(&seed, sizeof(seed));
-		vmclock_gen_sync_check();
-		ret = 0;
-	} else if (vg->add_vmfork) {
+	if (vg->add_vmfork) {
 		vg->add_vmfork(&seed, sizeof(seed));
-		ret = 0;
 	} else {
 		add_device_randomness(&seed, sizeof(seed));
-		ret = vmclock_gen_force_reseed(vg);
+		if (vg->sync)
+			vmclock_gen_sync_notify();
+		else
+			ret = vmclock_gen_force_reseed(vg);
 	}
 	memzero_explicit(&seed, sizeof(seed));
 	if (!ret)
@@ -349,8 +328,7 @@ static void vmclock_gen_uevent(struct vmclock_gen *vg)
 	/* The variables vmgenid sent in 6.8, our counter, the terminator. */
 	char *envp[3] = { "NEW_VMGENID=1", genvar, NULL };
 
-	snprintf(genvar, sizeof(genvar), "VMCLOCK_GENERATION=%llu",
-		 (u64)atomic64_read(&vg->generation));
+	snprintf(genvar, sizeof(genvar), "VMCLOCK_GENERATION=%llu", vg->generation);
 	kobject_uevent_env(&vg->dev->kobj, KOBJ_CHANGE, envp);
 	vg->uevent_pending = false;
 	vg->next_uevent = jiffies + msecs_to_jiffies(VMCLOCK_UEVENT_GAP_MS);
@@ -370,27 +348,12 @@ static unsigned long vmclock_gen_until(unsigned long next, unsigned int gap_ms)
 }
 
 /*
- * Send the uevent now, or at the end of the gap after the last one; returns
- * the jiffies until then, or 0 if none is pending. Called with check_lock.
- */
-static unsigned long vmclock_gen_announce(struct vmclock_gen *vg)
-{
-	unsigned long wait;
-
-	if (!vg->uevent_pending)
-		return 0;
-	wait = vmclock_gen_until(vg->next_uevent, VMCLOCK_UEVENT_GAP_MS);
-	if (!wait)
-		vmclock_gen_uevent(vg);
-	return wait;
-}
-
-/*
  * Called with check_lock, so never concurrently with itself: one change of
  * the counter gives one reseed and one uevent, however many notifications
- * and polls saw it.
+ * and polls saw it. The uevent goes out now, or at the end of the gap after
+ * the last one: *@uevent_in says when, 0 if none is pending.
  */
-static int vmclock_gen_check(struct vmclock_gen *vg)
+static int vmclock_gen_check(struct vmclock_gen *vg, unsigned long *uevent_in)
 {
 	struct vmclock_abi snap;
 	u64 generation;
@@ -403,20 +366,16 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
 			dev_warn(vg->dev, "seq_count stays odd; retrying every %u ms\n",
 				 READ_ONCE(poll_interval_ms));
 		vg->seq_stuck = true;
-		return ret;
+		goto out;
 	}
 	if (vg->seq_stuck)
 		dev_info(vg->dev, "seq_count is even again\n");
 	vg->seq_stuck = false;
-	if (!(le64_to_cpu(snap.flags) & VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT))
-		return 0;
 
 	generation = le64_to_cpu(snap.vm_generation_counter);
-	if (generation == atomic64_read(&vg->generation))
-		return 0;
-
-	WRITE_ONCE(vg->next_kick,
-		   jiffies + msecs_to_jiffies(VMCLOCK_RESEED_GAP_MS));
+	if (generation == vg->generation)
+		goto out;
+	WRITE_ONCE(vg->next_kick, jiffies + msecs_to_jiffies(VMCLOCK_RESEED_GAP_MS));
 	/*
 	 * generation is the value the crng was reseeded for: one that could
 	 * not be is not adopted, and the next check tries again.
@@ -427,15 +386,32 @@ static int vmclock_gen_check(struct vmclock_gen *vg)
 			dev_warn(vg->dev, "VM generation %llu: input mixed but crng not reseeded (%pe); retrying every %u ms\n",
 				 generation, ERR_PTR(ret), READ_ONCE(poll_interval_ms));
 		vg->reseed_failed = true;
-		return ret;
+		goto out;
 	}
 	vg->reseed_failed = false;
 	/* Publish before telling anyone, so readers of sysfs see it. */
-	atomic64_set(&vg->generation, generation);
-	atomic64_inc(&vg->restores);
+	WRITE_ONCE(vg->generation, generation);
+	WRITE_ONCE(vg->restores, vg->restores + 1);
 	vg->uevent_pending = true;
 	sysfs_notify(&vg->dev->kobj, NULL, "generation");
-	return 0;
+out:
+	*uevent_in = 0;
+	if (vg->uevent_pending) {
+		*uevent_in = vmclock_gen_until(vg->next_uevent, VMCLOCK_UEVENT_GAP_MS);
+		if (!*uevent_in)
+			vmclock_gen_uevent(vg);
+	}
+	return ret;
+}
+
+static int vmclock_gen_act(struct vmclock_gen *vg, unsigned long *uevent_in)
+{
+	int ret;
+
+	mutex_lock(&vg->check_lock);
+	ret = vmclock_gen_check(vg, uevent_in);
+	mutex_unlock(&vg->check_lock);
+	return ret;
 }
 
 /*
@@ -449,20 +425,9 @@ static void vmclock_gen_kick(struct vmclock_gen *vg)
 					   VMCLOCK_RESEED_GAP_MS));
 }
 
-/* Check, and send a uevent that is due; what is left goes to check_work. */
-static int vmclock_gen_act(struct vmclock_gen *vg, unsigned long *uevent_in)
-{
-	int ret;
-
-	mutex_lock(&vg->check_lock);
-	ret = vmclock_gen_check(vg);
-	*uevent_in = vmclock_gen_announce(vg);
-	mutex_unlock(&vg->check_lock);
-	return ret;
-}
-
 /*
- * ACPI runs this from its notify workqueue, in process context: act on the
+ * ACPI runs this from its notify workqueue, in process context, and calls
+ * every handler installed on the device, ptp_vmclock's too. Act on the
  * change right here, as vmgenid does, not one work item later. Within the
  * gap after the last change, or once notifications come faster than a
  * hypervisor has reason to send them, check_work takes over.
@@ -473,6 +438,7 @@ static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
 	unsigned long uevent_in;
 
 	atomic_inc(&vg->received);
+	wake_up_interruptible(&vg->disrupt_wait);
 	if (atomic_inc_return(&vg->notifies) > VMCLOCK_STORM_NOTIFIES ||
 	    vmclock_gen_until(READ_ONCE(vg->next_kick), VMCLOCK_RESEED_GAP_MS) ||
 	    vmclock_gen_act(vg, &uevent_in) || uevent_in)
@@ -483,12 +449,11 @@ static void vmclock_gen_notify(acpi_handle handle, u32 event, void *data)
  * Called with notify_lock held. A failure is reported once per episode: a
  * re-arm after a storm is retried every poll interval until it works.
  */
-static int vmclock_gen_install(struct vmclock_gen *vg)
+static int vmclock_gen_listen(struct vmclock_gen *vg)
 {
 	acpi_status status;
 
-	status = acpi_install_notify_handler(ACPI_HANDLE(vg->dev),
-					     ACPI_DEVICE_NOTIFY,
+	status = acpi_install_notify_handler(vg->adev->handle, ACPI_DEVICE_NOTIFY,
 					     vmclock_gen_notify, vg);
 	if (ACPI_FAILURE(status)) {
 		if (!vg->arm_failed)
@@ -498,30 +463,29 @@ static int vmclock_gen_install(struct vmclock_gen *vg)
 		return -ENODEV;
 	}
 	vg->arm_failed = false;
-	vg->notify_armed = true;
+	vg->listening = true;
 	atomic_set(&vg->notifies, 0);
 	vg->window_start = jiffies;
 	return 0;
 }
 
 /*
- * Called with notify_lock held. Returns once no dispatch of the handler is
+ * Called with notify_lock held. Returns once no call of the handler is
  * running or queued: ACPICA waits for its notify workqueue to drain.
  */
-static void vmclock_gen_uninstall(struct vmclock_gen *vg)
+static void vmclock_gen_unlisten(struct vmclock_gen *vg)
 {
-	acpi_remove_notify_handler(ACPI_HANDLE(vg->dev), ACPI_DEVICE_NOTIFY,
+	acpi_remove_notify_handler(vg->adev->handle, ACPI_DEVICE_NOTIFY,
 				   vmclock_gen_notify);
-	vg->notify_armed = false;
+	vg->listening = false;
 }
 
 /*
- * ACPICA queues one dispatch per Notify for every installed handler, on a
- * workqueue that the interrupt storm itself starves (the GED runs _EVT in a
- * SCHED_FIFO thread): the queue, and the guest's memory, grow for as long
- * as the storm lasts. Without a handler, nothing is queued. So above
- * VMCLOCK_STORM_NOTIFIES a second, stop listening and poll instead, and
- * listen again VMCLOCK_STORM_HOLD_S seconds later. Runs from check_work only.
+ * ACPICA queues one call per Notify for every installed handler, on a
+ * workqueue that an interrupt storm can starve: the queue, and the guest's
+ * memory, grow for as long as the storm lasts. Without our handler, nothing
+ * is queued for it. So above VMCLOCK_STORM_NOTIFIES a second, stop listening
+ * and poll instead, and listen again VMCLOCK_STORM_HOLD_S seconds later.
  */
 static void vmclock_gen_watch_storm(struct vmclock_gen *vg)
 {
@@ -529,9 +493,9 @@ static void vmclock_gen_watch_storm(struct vmclock_gen *vg)
 	unsigned int n;
 
 	mutex_lock(&vg->notify_lock);
-	if (vg->notify_dead)
+	if (vg->stopped)
 		goto out;
-	if (vg->notify_armed) {
+	if (vg->listening) {
 		if (time_before(now, vg->window_start + HZ))
 			goto out;
 		n = atomic_xchg(&vg->notifies, 0);
@@ -540,9 +504,9 @@ static void vmclock_gen_watch_storm(struct vmclock_gen *vg)
 			goto out;
 		dev_warn(vg->dev, "%u notifications in a second: polling for %u s instead\n",
 			 n, VMCLOCK_STORM_HOLD_S);
-		vmclock_gen_uninstall(vg);
+		vmclock_gen_unlisten(vg);
 		vg->storm_until = now + VMCLOCK_STORM_HOLD_S * HZ;
-	} else if (time_after_eq(now, vg->storm_until) && !vmclock_gen_install(vg)) {
+	} else if (time_after_eq(now, vg->storm_until) && !vmclock_gen_listen(vg)) {
 		dev_info(vg->dev, "listening to notifications again\n");
 	}
 out:
@@ -550,10 +514,9 @@ out:
 }
 
 /*
- * Poll mode, a stuck seq_count and notify mode during a storm come back
- * every poll interval. Notify mode comes back too, more slowly: a
- * notification the hypervisor fails to send must not leave a restore
- * unnoticed for longer than VMCLOCK_BACKSTOP_MS.
+ * Without notifications, during a storm, and while seq_count stays odd, the
+ * check comes back every poll interval; with notifications, every second
+ * too: one the hypervisor fails to send must not leave a restore unnoticed.
  */
 static void vmclock_gen_work(struct work_struct *work)
 {
@@ -561,11 +524,11 @@ static void vmclock_gen_work(struct work_struct *work)
 					      struct vmclock_gen, check_work);
 	unsigned int next_ms = VMCLOCK_BACKSTOP_MS;
 	unsigned long delay, uevent_in;
-	bool polling = vg->mode == VMCLOCK_MODE_POLL;
+	bool polling = !vg->notify;
 
-	if (vg->mode == VMCLOCK_MODE_NOTIFY) {
+	if (vg->notify) {
 		vmclock_gen_watch_storm(vg);
-		polling = !READ_ONCE(vg->notify_armed);
+		polling = !READ_ONCE(vg->listening);
 	}
 	if (vmclock_gen_act(vg, &uevent_in) || polling)
 		next_ms = READ_ONCE(poll_interval_ms);
@@ -575,15 +538,15 @@ static void vmclock_gen_work(struct work_struct *work)
 	queue_delayed_work(system_wq, &vg->check_work, delay);
 }
 
-/* Teardown: remove the handler if a storm has not, and never re-arm. */
-static void vmclock_gen_remove_notify(void *data)
+/* Teardown: remove the handler if a storm has not, and never listen again. */
+static void vmclock_gen_stop_notify(void *data)
 {
 	struct vmclock_gen *vg = data;
 
 	mutex_lock(&vg->notify_lock);
-	if (vg->notify_armed)
-		vmclock_gen_uninstall(vg);
-	vg->notify_dead = true;
+	if (vg->listening)
+		vmclock_gen_unlisten(vg);
+	vg->stopped = true;
 	mutex_unlock(&vg->notify_lock);
 }
 
@@ -592,6 +555,18 @@ static void vmclock_gen_cancel_work(void *data)
 	struct vmclock_gen *vg = data;
 
 	cancel_delayed_work_sync(&vg->check_work);
+}
+
+static int vmclock_gen_start_notify(struct vmclock_gen *vg)
+{
+	int ret;
+
+	mutex_lock(&vg->notify_lock);
+	ret = vmclock_gen_listen(vg);
+	mutex_unlock(&vg->notify_lock);
+	if (ret)
+		return ret;
+	return devm_add_action_or_reset(vg->dev, vmclock_gen_stop_notify, vg);
 }
 
 static void vmclock_gen_remove_debugfs(void *dir)
@@ -612,20 +587,255 @@ static int vmclock_gen_debugfs(struct vmclock_gen *vg)
 	return devm_add_action_or_reset(vg->dev, vmclock_gen_remove_debugfs, dir);
 }
 
-static int vmclock_gen_arm_notify(struct vmclock_gen *vg)
+/*
+ * /dev/vmclock0, for vmclock's own userspace readers (AWS-LC's snapshot
+ * detector, for one), as ptp_vmclock (Linux 6.13 and later) offers it:
+ * read() a consistent copy under seq_count, mmap() the page read-only,
+ * poll() for a change of seq_count since this file last read, or POLLHUP
+ * if the hypervisor does not notify. Offered only while no driver is bound
+ * to the vmclock device, and withdrawn when one binds, before its probe
+ * registers a /dev/vmclock0 of its own.
+ */
+struct vmclock_gen_file {
+	struct vmclock_gen *vg;
+	atomic_t seq;			/* seq_count as this file last read it */
+};
+
+static ssize_t vmclock_gen_misc_read(struct file *fp, char __user *buf,
+				     size_t count, loff_t *ppos)
+{
+	struct vmclock_gen_file *fst = fp->private_data;
+	ktime_t deadline = ktime_add_ms(ktime_get(), VMCLOCK_READ_TIMEOUT_MS);
+	const struct vmclock_abi *clk = fst->vg->clk;
+	u32 seq, last;
+
+	if (*ppos >= PAGE_SIZE)
+		return 0;
+	count = min_t(size_t, count, PAGE_SIZE - *ppos);
+	last = atomic_read(&fst->seq);
+	for (;;) {
+		seq = le32_to_cpu(READ_ONCE(clk->seq_count)) & ~1U;
+		/* As in vmclock_gen_read(). */
+		virt_rmb();
+		if (copy_to_user(buf, (const char *)clk + *ppos, count))
+			return -EFAULT;
+		/* As in vmclock_gen_read(). */
+		virt_rmb();
+		/* Another read of this file may have seen a newer seq_count. */
+		if (seq == le32_to_cpu(READ_ONCE(clk->seq_count)) &&
+		    (atomic_try_cmpxchg(&fst->seq, &last, seq) || last == seq))
+			break;
+		if (ktime_after(ktime_get(), deadline))
+			return -ETIMEDOUT;
+		cpu_relax();
+	}
+	*ppos += count;
+	return count;
+}
+
+static __poll_t vmclock_gen_misc_poll(struct file *fp, poll_table *wait)
+{
+	struct vmclock_gen_file *fst = fp->private_data;
+	struct vmclock_gen *vg = fst->vg;
+
+	/* No notification will ever come: say so rather than sleep. */
+	if (!vg->notify)
+		return EPOLLHUP;
+	poll_wait(fp, &vg->disrupt_wait, wait);
+	if (atomic_read(&fst->seq) != le32_to_cpu(READ_ONCE(vg->clk->seq_count)))
+		return EPOLLIN | EPOLLRDNORM;
+	return 0;
+}
+
+static int vmclock_gen_misc_mmap(struct file *fp, struct vm_area_struct *vma)
+{
+	struct vmclock_gen *vg = ((struct vmclock_gen_file *)fp->private_data)->vg;
+
+	if ((vma->vm_flags & (VM_READ | VM_WRITE)) != VM_READ)
+		return -EROFS;
+	if (vma->vm_end - vma->vm_start != PAGE_SIZE || vma->vm_pgoff)
+		return -EINVAL;
+	/* io_remap_pfn_range() maps it decrypted, as memremap() did. */
+	return io_remap_pfn_range(vma, vma->vm_start, vg->res.start >> PAGE_SHIFT,
+				  PAGE_SIZE, vma->vm_page_prot) ? -EAGAIN : 0;
+}
+
+static int vmclock_gen_misc_open(struct inode *inode, struct file *fp)
+{
+	struct vmclock_gen *vg = container_of(fp->private_data,
+					      struct vmclock_gen, misc);
+	struct vmclock_gen_file *fst = kzalloc(sizeof(*fst), GFP_KERNEL);
+
+	if (!fst)
+		return -ENOMEM;
+	fst->vg = vg;
+	fp->private_data = fst;
+	return 0;
+}
+
+static int vmclock_gen_misc_release(struct inode *inode, struct file *fp)
+{
+	kfree(fp->private_data);
+	return 0;
+}
+
+static const struct file_operations vmclock_gen_misc_fops = {
+	.owner = THIS_MODULE,
+	.open = vmclock_gen_misc_open,
+	.release = vmclock_gen_misc_release,
+	.read = vmclock_gen_misc_read,
+	.poll = vmclock_gen_misc_poll,
+	.mmap = vmclock_gen_misc_mmap,
+};
+
+/* Offer /dev/vmclock0 or withdraw it; called with misc_lock held. */
+static void vmclock_gen_offer(struct vmclock_gen *vg, bool offer)
 {
 	int ret;
 
-	if (!ACPI_HANDLE(vg->dev)) {
-		dev_err(vg->dev, "notify mode needs an ACPI companion\n");
-		return -ENODEV;
+	if (offer == vg->misc_up || (offer && vg->misc_dead))
+		return;
+	if (!offer) {
+		misc_deregister(&vg->misc);
+		vg->misc_up = false;
+		dev_info(vg->dev, "%s has a driver: /dev/vmclock0 is left to it\n",
+			 dev_name(vg->owner));
+		return;
 	}
-	mutex_lock(&vg->notify_lock);
-	ret = vmclock_gen_install(vg);
-	mutex_unlock(&vg->notify_lock);
+	ret = misc_register(&vg->misc);
+	if (ret)
+		dev_warn(vg->dev, "cannot offer /dev/vmclock0: %pe\n", ERR_PTR(ret));
+	vg->misc_up = !ret;
+}
+
+static int vmclock_gen_bus_event(struct notifier_block *nb, unsigned long action,
+				 void *data)
+{
+	struct vmclock_gen *vg = container_of(nb, struct vmclock_gen, bus_nb);
+
+	if (data != vg->owner)
+		return NOTIFY_DONE;
+	mutex_lock(&vg->misc_lock);
+	if (action == BUS_NOTIFY_BIND_DRIVER)
+		vmclock_gen_offer(vg, false);
+	else if (action == BUS_NOTIFY_UNBOUND_DRIVER ||
+		 action == BUS_NOTIFY_DRIVER_NOT_BOUND)
+		vmclock_gen_offer(vg, true);
+	mutex_unlock(&vg->misc_lock);
+	return NOTIFY_DONE;
+}
+
+static void vmclock_gen_stop_misc(void *data)
+{
+	struct vmclock_gen *vg = data;
+
+	bus_unregister_notifier(&platform_bus_type, &vg->bus_nb);
+	mutex_lock(&vg->misc_lock);
+	vmclock_gen_offer(vg, false);
+	vg->misc_dead = true;
+	mutex_unlock(&vg->misc_lock);
+}
+
+/*
+ * The bus notifier goes first: a driver that binds while we look is then
+ * either seen bound below, or reported to the notifier, which waits for
+ * misc_lock. Binding happens under the device lock.
+ */
+static int vmclock_gen_start_misc(struct vmclock_gen *vg)
+{
+	int ret;
+
+	/* mmap() hands out whole pages. */
+	if (!VMCLOCK_HAS(vg->clk, vm_generation_counter) ||
+	    le32_to_cpu(vg->clk->size) < PAGE_SIZE || resource_size(&vg->res) < PAGE_SIZE)
+		return 0;
+	vg->misc.minor = MISC_DYNAMIC_MINOR;
+	vg->misc.name = "vmclock0";
+	vg->misc.fops = &vmclock_gen_misc_fops;
+	vg->misc.parent = vg->dev;
+	vg->bus_nb.notifier_call = vmclock_gen_bus_event;
+	ret = bus_register_notifier(&platform_bus_type, &vg->bus_nb);
 	if (ret)
 		return ret;
-	return devm_add_action_or_reset(vg->dev, vmclock_gen_remove_notify, vg);
+	ret = devm_add_action_or_reset(vg->dev, vmclock_gen_stop_misc, vg);
+	if (ret)
+		return ret;
+	device_lock(vg->owner);
+	mutex_lock(&vg->misc_lock);
+	if (vg->owner->driver)
+		dev_info(vg->dev, "%s is bound to %s, which offers /dev/vmclockN\n",
+			 dev_name(vg->owner), vg->owner->driver->name);
+	else
+		vmclock_gen_offer(vg, true);
+	mutex_unlock(&vg->misc_lock);
+	device_unlock(vg->owner);
+	return 0;
+}
+
+static void vmclock_gen_put_adev(void *adev)
+{
+	acpi_dev_put(adev);
+}
+
+static void vmclock_gen_put_owner(void *owner)
+{
+	put_device(owner);
+}
+
+static const struct acpi_device_id vmclock_gen_acpi_ids[] = {
+	{ "AMZNC10C", 0 },	/* Firecracker's _HID */
+	{ "VMCLOCK", 0 },	/* the _CID for every vmclock */
+	{ }
+};
+MODULE_DEVICE_TABLE(acpi, vmclock_gen_acpi_ids);
+
+static int vmclock_gen_find(struct vmclock_gen *vg)
+{
+	const struct acpi_device_id *id;
+	int ret;
+
+	for (id = vmclock_gen_acpi_ids; id->id[0] && !vg->adev; id++)
+		vg->adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
+	if (!vg->adev)
+		return -ENODEV;
+	ret = devm_add_action_or_reset(vg->dev, vmclock_gen_put_adev, vg->adev);
+	if (ret)
+		return ret;
+	vg->owner = get_device(acpi_get_first_physical_node(vg->adev));
+	if (!vg->owner) {
+		dev_err(vg->dev, "%s has no device\n", dev_name(&vg->adev->dev));
+		return -ENODEV;
+	}
+	return devm_add_action_or_reset(vg->dev, vmclock_gen_put_owner, vg->owner);
+}
+
+/* _CRS holds exactly one memory range: the page. */
+static int vmclock_gen_resource(struct vmclock_gen *vg)
+{
+	struct resource_entry *entry;
+	LIST_HEAD(list);
+	int n = 0, ret;
+
+	ret = acpi_dev_get_resources(vg->adev, &list, NULL, NULL);
+	if (ret < 0)
+		return ret;
+	list_for_each_entry(entry, &list, node) {
+		if (resource_type(entry->res) != IORESOURCE_MEM)
+			continue;
+		vg->res = *entry->res;
+		n++;
+	}
+	acpi_dev_free_resource_list(&list);
+	if (n != 1) {
+		dev_err(vg->dev, "%s: expected one memory range, found %d\n",
+			dev_name(vg->owner), n);
+		return -ENODEV;
+	}
+	if (resource_size(&vg->res) < offsetofend(struct vmclock_abi, flags)) {
+		dev_err(vg->dev, "%pR is too small for a vmclock\n", &vg->res);
+		return -ENODEV;
+	}
+	return 0;
 }
 
 /*
@@ -634,8 +844,7 @@ static int vmclock_gen_arm_notify(struct vmclock_gen *vg)
  * copy, as it may change under seq_count. A page without the counter is a
  * clock for ptp_vmclock, not a device for this driver.
  */
-static int vmclock_gen_validate(struct vmclock_gen *vg, resource_size_t len,
-				struct vmclock_abi *snap)
+static int vmclock_gen_validate(struct vmclock_gen *vg, struct vmclock_abi *snap)
 {
 	const struct vmclock_abi *clk = vg->clk;
 	u32 magic = le32_to_cpu(READ_ONCE(clk->magic));
@@ -644,8 +853,7 @@ static int vmclock_gen_validate(struct vmclock_gen *vg, resource_size_t len,
 	struct device *dev = vg->dev;
 
 	if (magic != VMCLOCK_MAGIC) {
-		dev_err(dev, "bad magic %#010x (expected %#010x)\n",
-			magic, VMCLOCK_MAGIC);
+		dev_err(dev, "bad magic %#010x (expected %#010x)\n", magic, VMCLOCK_MAGIC);
 		return -ENODEV;
 	}
 	if (version != VMCLOCK_ABI_VERSION) {
@@ -653,9 +861,9 @@ static int vmclock_gen_validate(struct vmclock_gen *vg, resource_size_t len,
 			version, VMCLOCK_ABI_VERSION);
 		return -ENODEV;
 	}
-	if (size > len) {
+	if (size > resource_size(&vg->res)) {
 		dev_err(dev, "size %u exceeds the %llu-byte resource\n",
-			size, (unsigned long long)len);
+			size, (unsigned long long)resource_size(&vg->res));
 		return -ENODEV;
 	}
 	if (!VMCLOCK_HAS(clk, flags)) {
@@ -677,38 +885,42 @@ static int vmclock_gen_validate(struct vmclock_gen *vg, resource_size_t len,
 	return 0;
 }
 
-static int vmclock_gen_map(struct vmclock_gen *vg, struct platform_device *pdev,
-			   resource_size_t *len)
+static int vmclock_gen_map(struct vmclock_gen *vg, struct vmclock_abi *snap)
 {
-	struct resource *res = platform_get_resource(pdev, IORESOURCE_MEM, 0);
 	void *clk;
+	int ret;
 
-	if (!res || platform_get_resource(pdev, IORESOURCE_MEM, 1)) {
-		dev_err(vg->dev, "expected exactly one memory resource\n");
-		return -ENODEV;
-	}
-	*len = resource_size(res);
-	if (*len < offsetofend(struct vmclock_abi, flags)) {
-		dev_err(vg->dev, "resource %pR too small for a vmclock\n", res);
-		return -ENODEV;
-	}
-	/* Shared with the hypervisor: decrypted on SEV and TDX guests. */
-	clk = devm_memremap(vg->dev, res->start, *len, MEMREMAP_WB | MEMREMAP_DEC);
+	ret = vmclock_gen_find(vg);
+	if (ret)
+		return ret;
+	ret = vmclock_gen_resource(vg);
+	if (ret)
+		return ret;
+	/*
+	 * Shared with the hypervisor: decrypted on SEV and TDX guests. Not
+	 * requested: ptp_vmclock maps the same page.
+	 */
+	clk = devm_memremap(vg->dev, vg->res.start, resource_size(&vg->res),
+			    MEMREMAP_WB | MEMREMAP_DEC);
 	if (IS_ERR(clk)) {
-		dev_err(vg->dev, "cannot map %pR: %pe\n", res, clk);
+		dev_err(vg->dev, "cannot map %pR: %pe\n", &vg->res, clk);
 		return PTR_ERR(clk);
 	}
 	vg->clk = clk;
-	return 0;
+	return vmclock_gen_validate(vg, snap);
 }
 
-static enum vmclock_gen_mode vmclock_gen_pick_mode(u64 flags)
+/* How this kernel reseeds: see "Where kernels differ" above. */
+static int vmclock_gen_pick_reseed(struct vmclock_gen *vg, u64 seen)
 {
-	if (vmclock_mode_param != VMCLOCK_MODE_AUTO)
-		return vmclock_mode_param;
-	if (flags & VMCLOCK_FLAG_NOTIFICATION_PRESENT)
-		return VMCLOCK_MODE_NOTIFY;
-	return VMCLOCK_MODE_POLL;
+	int ret = vmclock_gen_register_sync(vg, seen);
+
+	if (ret || vg->sync)
+		return ret;
+	ret = vmclock_gen_get_vmfork(vg);
+	if (ret || vg->add_vmfork)
+		return ret;
+	return vmclock_gen_open_urandom(vg);
 }
 
 /* Whether crng_reseed() has a CPU RNG (RDSEED, RDRAND, ...) to draw on. */
@@ -719,72 +931,54 @@ static bool vmclock_gen_cpu_rng(void)
 	return arch_get_random_seed_longs(&v, 1) || arch_get_random_longs(&v, 1);
 }
 
-static int vmclock_gen_probe(struct platform_device *pdev)
+static int __init vmclock_gen_probe(struct platform_device *pdev)
 {
 	struct device *dev = &pdev->dev;
 	struct vmclock_abi snap;
 	struct vmclock_gen *vg;
-	resource_size_t len;
 	int ret;
 
 	vg = devm_kzalloc(dev, sizeof(*vg), GFP_KERNEL);
 	if (!vg)
 		return -ENOMEM;
 	vg->dev = dev;
-
-	ret = vmclock_gen_map(vg, pdev, &len);
-	if (ret)
-		return ret;
-	ret = vmclock_gen_validate(vg, len, &snap);
-	if (ret)
-		return ret;
-	platform_set_drvdata(pdev, vg);
-
-	ret = vmclock_gen_register_sync(vg, le64_to_cpu(snap.vm_generation_counter));
-	if (ret)
-		return ret;
-	vg->add_vmfork = vg->sync ? NULL : vmclock_gen_get_vmfork();
-	if (vg->add_vmfork) {
-		ret = devm_add_action_or_reset(dev, vmclock_gen_put_vmfork, NULL);
-		if (ret)
-			return ret;
-	} else if (!vg->sync) {
-		ret = vmclock_gen_open_urandom(vg);
-		if (ret)
-			return ret;
-	}
-
-	/* Like vmgenid: what the page holds now is mixed in, not credited. */
-	add_device_randomness(&snap, sizeof(snap));
-	atomic64_set(&vg->generation, le64_to_cpu(snap.vm_generation_counter));
-	vg->mode = vmclock_gen_pick_mode(le64_to_cpu(snap.flags));
-	INIT_DELAYED_WORK(&vg->check_work, vmclock_gen_work);
 	mutex_init(&vg->check_lock);
 	mutex_init(&vg->notify_lock);
+	mutex_init(&vg->misc_lock);
+	init_waitqueue_head(&vg->disrupt_wait);
+	INIT_DELAYED_WORK(&vg->check_work, vmclock_gen_work);
 	/* Neither gap applies yet; 0 is not "long ago" while jiffies wraps. */
 	vg->next_kick = jiffies;
 	vg->next_uevent = jiffies;
+	platform_set_drvdata(pdev, vg);
+
+	ret = vmclock_gen_map(vg, &snap);
+	if (ret)
+		return ret;
+	vg->generation = le64_to_cpu(snap.vm_generation_counter);
+	vg->notify = le64_to_cpu(snap.flags) & VMCLOCK_FLAG_NOTIFICATION_PRESENT;
+	ret = vmclock_gen_pick_reseed(vg, vg->generation);
+	if (ret)
+		return ret;
+	/* Like vmgenid: what the page holds now is mixed in, not credited. */
+	add_device_randomness(&snap, sizeof(snap));
 
 	ret = devm_add_action_or_reset(dev, vmclock_gen_cancel_work, vg);
+	if (!ret)
+		ret = vmclock_gen_debugfs(vg);
+	if (!ret && vg->notify)
+		ret = vmclock_gen_start_notify(vg);
+	if (!ret)
+		ret = vmclock_gen_start_misc(vg);
 	if (ret)
 		return ret;
-	ret = vmclock_gen_debugfs(vg);
-	if (ret)
-		return ret;
-	if (vg->mode == VMCLOCK_MODE_NOTIFY) {
-		ret = vmclock_gen_arm_notify(vg);
-		if (ret)
-			return ret;
-	}
-
 	/* Catch a change that happened before the handler was in place. */
 	vmclock_gen_kick(vg);
 
 	if (!vmclock_gen_cpu_rng())
 		dev_warn(dev, "no CPU RNG: clones of one snapshot are told apart only by the cycle counter at each reseed and what the hypervisor writes for each restore\n");
-	dev_info(dev, "VM generation %llu, %s mode, reseed via %s\n",
-		 le64_to_cpu(snap.vm_generation_counter),
-		 vmclock_gen_mode_names[vg->mode],
+	dev_info(dev, "%s: VM generation %llu, %s mode, reseed via %s\n",
+		 dev_name(vg->owner), vg->generation, vg->notify ? "notify" : "poll",
 		 vg->sync ? "random.c generation check" :
 		 vg->add_vmfork ? "add_vmfork_randomness" :
 		 "RNDRESEEDCRNG; the vmfork notifier chain (WireGuard) is not run on this kernel");
@@ -804,7 +998,7 @@ static ssize_t generation_show(struct device *dev,
 {
 	struct vmclock_gen *vg = dev_get_drvdata(dev);
 
-	return sysfs_emit(buf, "%llu\n", (u64)atomic64_read(&vg->generation));
+	return sysfs_emit(buf, "%llu\n", READ_ONCE(vg->generation));
 }
 static DEVICE_ATTR_RO(generation);
 
@@ -813,7 +1007,7 @@ static ssize_t restores_show(struct device *dev,
 {
 	struct vmclock_gen *vg = dev_get_drvdata(dev);
 
-	return sysfs_emit(buf, "%llu\n", (u64)atomic64_read(&vg->restores));
+	return sysfs_emit(buf, "%llu\n", READ_ONCE(vg->restores));
 }
 static DEVICE_ATTR_RO(restores);
 
@@ -822,7 +1016,7 @@ static ssize_t mode_show(struct device *dev, struct device_attribute *attr,
 {
 	struct vmclock_gen *vg = dev_get_drvdata(dev);
 
-	return sysfs_emit(buf, "%s\n", vmclock_gen_mode_names[vg->mode]);
+	return sysfs_emit(buf, "%s\n", vg->notify ? "notify" : "poll");
 }
 static DEVICE_ATTR_RO(mode);
 
@@ -834,71 +1028,31 @@ static struct attribute *vmclock_gen_attrs[] = {
 };
 ATTRIBUTE_GROUPS(vmclock_gen);
 
-static const struct acpi_device_id vmclock_gen_acpi_ids[] = {
-	{ "AMZNC10C", 0 },
-	{ "VMCLOCK", 0 },
-	{ }
-};
-MODULE_DEVICE_TABLE(acpi, vmclock_gen_acpi_ids);
-
 /*
- * No .remove: devm undoes probe in reverse, notify handler first, then the
- * work, so nothing can requeue it once it is cancelled. (6.1 has an int
- * .remove, mainline a void one; having none builds on both.)
- *
- * ptp_vmclock (mainline 6.13+) binds the same IDs; only one driver gets
- * the device.
+ * For our own device, not the vmclock device: the IDs above only make udev
+ * load this module when the vmclock device appears, ptp_vmclock with it.
  */
 static struct platform_driver vmclock_gen_driver = {
-	.probe = vmclock_gen_probe,
 	.driver = {
-		.name = "vmgenid_vmclock",
-		.acpi_match_table = vmclock_gen_acpi_ids,
+		.name = KBUILD_MODNAME,
 		.dev_groups = vmclock_gen_groups,
 		.pm = pm_sleep_ptr(&vmclock_gen_pm),
 	},
 };
 
-/*
- * Only one driver gets the device. If another (ptp_vmclock, say) already
- * has it, say so: the counter goes unwatched, and nothing else would tell
- * the administrator. A driver that binds after us is not seen here.
- */
-static void vmclock_gen_warn_taken(void)
-{
-	struct acpi_device *adev, *prev = NULL;
-	const struct acpi_device_id *id;
-	struct device *dev;
-
-	/* Both IDs match one device (its _HID and _CID): warn once. */
-	for (id = vmclock_gen_acpi_ids; id->id[0]; id++) {
-		adev = acpi_dev_get_first_match_dev(id->id, NULL, -1);
-		dev = adev && adev != prev ? acpi_get_first_physical_node(adev) : NULL;
-		if (dev) {
-			device_lock(dev);
-			if (dev->driver && dev->driver != &vmclock_gen_driver.driver)
-				pr_warn("%s: bound to %s: the VM generation counter is not watched; unbind it and bind vmgenid_vmclock\n",
-					dev_name(dev), dev->driver->name);
-			device_unlock(dev);
-		}
-		acpi_dev_put(prev);
-		prev = adev;
-	}
-	acpi_dev_put(prev);
-}
+static struct platform_device *vmclock_gen_pdev;
 
 static int __init vmclock_gen_init(void)
 {
-	int ret = platform_driver_register(&vmclock_gen_driver);
-
-	if (!ret)
-		vmclock_gen_warn_taken();
-	return ret;
+	vmclock_gen_pdev = platform_create_bundle(&vmclock_gen_driver,
+						  vmclock_gen_probe, NULL, 0, NULL, 0);
+	return PTR_ERR_OR_ZERO(vmclock_gen_pdev);
 }
 module_init(vmclock_gen_init);
 
 static void __exit vmclock_gen_exit(void)
 {
+	platform_device_unregister(vmclock_gen_pdev);
 	platform_driver_unregister(&vmclock_gen_driver);
 }
 module_exit(vmclock_gen_exit);

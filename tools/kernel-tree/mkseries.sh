@@ -66,25 +66,37 @@ virt: vmgenid_vmclock: reseed the RNG when a vmclock VM is restored
 A guest loaded twice from one snapshot hands out the same random bytes
 in both clones until random.c reseeds on its own schedule. vmclock
 hypervisors announce each restore by moving vm_generation_counter, but
-nothing in the kernel listens.
+nothing in the kernel listens: ptp_vmclock only wakes poll() on
+/dev/vmclockN.
 
-Bind the vmclock device (AMZNC10C / VMCLOCK) and check its page before
-trusting it: magic, version, size against the resource and the
-structure, and the VM_GEN_COUNTER_PRESENT flag, refusing with one line
-that says what was wrong. Register the counter with random.c, so that
-every output path checks it before handing out bytes. Also watch it
-ourselves, through the ACPI notification when the hypervisor advertises
-one and by a 100 ms poll otherwise, and at PM resume, so that a restore
-is acted on (the vmfork notifier chain runs) even when nothing asks for
+Watch the counter without binding the vmclock device (AMZNC10C /
+VMCLOCK), which ptp_vmclock may own: find it, map its page read-only and
+decrypted, and check the page before trusting it (magic, version, size
+against the resource, and a field only where size covers it), refusing
+with one line that says what was wrong, and leaving a page without the
+counter to ptp_vmclock. Register the counter with random.c, with the
+value read, so that every output path checks it before handing out
+bytes. Also watch it from an ACPI notify handler installed beside the
+owner's when the hypervisor advertises notifications, and act there as
+vmgenid does; by a 100 ms poll otherwise; every second in notify mode
+in case a notification is lost; and at PM resume, so that a restore is
+acted on (the vmfork notifier chain runs) even when nothing asks for
 random bytes. Reads follow the seq_count protocol and give up after 10
 ms, retried every poll interval, so a hypervisor that stops mid-update
-cannot hang the guest.
+cannot hang the guest. A flapping counter or a notification storm is
+rate-limited.
 
 On each change send the KOBJ_CHANGE uevent with NEW_VMGENID=1 that
-vmgenid sent in 6.8, with the counter in VMCLOCK_GENERATION. The uevent
-is a convenience for userspace, not a security signal: the reseed has
-happened in the kernel before it is sent. Expose generation, restores
-and mode in sysfs.
+vmgenid sent in 6.8, with the counter in VMCLOCK_GENERATION, on a
+platform device of the driver's own, which also carries generation,
+restores and mode in sysfs. The uevent is a convenience for userspace,
+not a security signal: the reseed has happened in the kernel before it
+is sent.
+
+Where no driver is bound to the vmclock device, offer /dev/vmclock0 as
+ptp_vmclock does (read, read-only mmap, poll), for readers such as
+AWS-LC's snapshot detector; withdraw it before a driver that binds the
+device probes, and offer it again when that driver goes.
 EOF
 
 cp "$top/Documentation/admin-guide/vmclock-vmgenid.rst" Documentation/admin-guide/
