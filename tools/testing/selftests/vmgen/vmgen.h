@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Helpers shared by the vmgen selftests: where the vmgenid_vmclock device
- * lives in sysfs, reading its attributes, and listening for its uevents.
+ * Helpers shared by the vmgen selftests: where vmgenid_vmclock's device
+ * lives in sysfs (its own, whichever driver owns the vmclock device),
+ * reading its attributes, and listening for its uevents.
  */
 #ifndef VMGEN_SELFTEST_H
 #define VMGEN_SELFTEST_H
@@ -18,12 +19,12 @@
 #include <unistd.h>
 #include <linux/netlink.h>
 
-#define VMGEN_DEV	"/sys/bus/platform/devices/AMZNC10C:00"
+#define VMGEN_DEV	"/sys/bus/platform/devices/vmgenid_vmclock"
 #define VMGEN_DRIVER	VMGEN_DEV "/driver"
 #define VMGEN_ATTR(a)	VMGEN_DEV "/" a
 #define VMGEN_UEVENT_BUF 4096
 
-/* The device exists and vmgenid_vmclock (not another driver) has it. */
+/* vmgenid_vmclock is loaded and watching a vmclock device. */
 static inline bool vmgen_bound(void)
 {
 	char link[256];
@@ -110,7 +111,7 @@ static inline int vmgen_wait_uevent(int fd, int timeout_ms,
 		*generation = -1;
 		/* "action@devpath\0KEY=VALUE\0..." */
 		for (s = buf; s < buf + n; s += strlen(s) + 1) {
-			if (!strncmp(s, "DEVPATH=", 8) && strstr(s, "AMZNC10C"))
+			if (!strncmp(s, "DEVPATH=", 8) && strstr(s, "/vmgenid_vmclock"))
 				ours = true;
 			else if (!strcmp(s, "NEW_VMGENID=1"))
 				new_gen = true;
