@@ -59,8 +59,9 @@ module:
 
 # The test-only modules of tools/vmgen-rig/faults, for the stock kernel.
 test-modules:
-	mkdir -p $(TESTMOD)
+	mkdir -p $(TESTMOD)/include/uapi/linux
 	cp -p tools/vmgen-rig/faults/Kbuild tools/vmgen-rig/faults/*.c $(TESTMOD)/
+	cp -p include/uapi/linux/vmclock-abi.h $(TESTMOD)/include/uapi/linux/
 	$(MAKE) -C $(KDIR) M=$(TESTMOD) modules
 
 kernel-tree:
@@ -102,7 +103,7 @@ rig-tools: kselftest
 kernel-stock-6.1: module test-modules rig-tools
 	$(RIG_MAKE) kernel NAME=stock-6.1 BASE=6.1 DRIVER=module PATCHED=0 DEBUG=0 \
 	    KVER=$(KVER) VMLINUZ=$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE)) \
-	    MODULE=$(MOD)/vmgenid_vmclock.ko SQUATTER=$(TESTMOD)/vmclock_squatter.ko \
+	    MODULE=$(MOD)/vmgenid_vmclock.ko STANDIN=$(TESTMOD)/vmclock_standin.ko \
 	    STOCK_MODULES="wireguard veth" $(if $(wildcard $(DKMS_KO)),DKMS_MODULE=$(DKMS_KO))
 
 # patched-BASE-VARIANT: tools/kernel-tree/build.sh's incremental build.
@@ -114,7 +115,7 @@ kernel-patched-%: rig-tools
 	    KVER=$$(cat $$obj/.release) VMLINUZ=$$obj/arch/x86/boot/bzImage \
 	    $(if $(filter m,$(pvar)),DRIVER=module \
 	    MODULE=$$obj/drivers/virt/vmgenid_vmclock.ko \
-	    SQUATTER=$$obj/test-modules/vmclock_squatter.ko,DRIVER=builtin)
+	    STANDIN=$$obj/test-modules/vmclock_standin.ko,DRIVER=builtin)
 
 kernels: $(addprefix kernel-,$(KERNELS))
 

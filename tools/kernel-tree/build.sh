@@ -9,7 +9,7 @@
 #   - an edit of the driver alone rebuilds only the driver: its .ko for
 #     =m, an object and a relink for =y.
 # Prints the build folder: arch/x86/boot/bzImage, .release, and for =m
-# drivers/virt/vmgenid_vmclock.ko and test-modules/vmclock_squatter.ko.
+# drivers/virt/vmgenid_vmclock.ko and test-modules/vmclock_standin.ko.
 #
 # usage: build.sh BASE VARIANT CACHE_DIR    (BASE: 6.1; VARIANT: y or m)
 set -euo pipefail
@@ -87,7 +87,7 @@ echo "build: linux-$base =$v in $obj ($(nproc) jobs)" >&2
 make -s -C "$src" O="$obj" -j"$(nproc)" bzImage modules >&2
 make -s --no-print-directory -C "$src" O="$obj" kernelrelease >"$obj/.release"
 if [ "$v" = m ]; then
-	# make faults' stand-in for another driver of the device.
+	# The rig's stand-in for ptp_vmclock.
 	mkdir -p "$obj/test-modules"
 	cp -p "$top"/tools/vmgen-rig/faults/Kbuild "$top"/tools/vmgen-rig/faults/*.c \
 		"$obj/test-modules/"

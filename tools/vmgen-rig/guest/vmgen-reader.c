@@ -54,7 +54,7 @@
 #include <endian.h>
 #include <linux/vmclock-abi.h>
 
-#define GEN_PATH "/sys/bus/platform/devices/AMZNC10C:00/generation"
+#define GEN_PATH "/sys/bus/platform/devices/vmgenid_vmclock/generation"
 
 #define USAGE "usage: vmgen-reader [--interval-ms N] | --once BYTES (1..4096) |" \
 	      " --samples N [--path getrandom|urandom|uuid|udp]" \

@@ -50,7 +50,7 @@ def test_sparse_reports_nothing_on_the_driver(w1_build):
 CHECKPATCH_FILES = {
     "driver": ["drivers/virt/vmgenid_vmclock.c"],
     "abi_header": ["include/uapi/linux/vmclock-abi.h"],
-    "test_modules": ["tools/vmgen-rig/faults/vmclock_squatter.c"],
+    "test_modules": ["tools/vmgen-rig/faults/vmclock_standin.c"],
     "selftests": ["tools/testing/selftests/vmgen/vmgen.h",
                   "tools/testing/selftests/vmgen/vmgen_sysfs.c",
                   "tools/testing/selftests/vmgen/vmgen_restore.c",

@@ -25,7 +25,7 @@ BUILD = Path(os.environ.get("VMGEN_BUILD", TOP / "build"))
 CACHE = Path(os.environ.get("VMGEN_CACHE", "/var/cache/vmgen"))
 
 # Where the driver's state lives, whatever owns the vmclock device.
-SYSDEV = "/sys/bus/platform/devices/AMZNC10C:00"
+SYSDEV = "/sys/bus/platform/devices/vmgenid_vmclock"
 READER = "/usr/lib/vmgen/vmgen-reader"
 KMSG = "/usr/lib/vmgen/vmgen-kmsg"
 # random.c's line when its own check reseeds for a moved counter.

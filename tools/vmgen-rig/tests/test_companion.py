@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Alongside ptp_vmclock, and vmclock's own userspace interface.
+
+The rig's stand-in for ptp_vmclock (faults/vmclock_standin.c) binds the
+vmclock device as ptp_vmclock does: its own ACPI notify handler, and
+/dev/vmclockN from an IDA, its probe failing if the name is taken.
+vmgenid_vmclock never binds the device: with the stand-in loaded first or
+last, a restore must give exactly one reseed and one uevent, the stand-in's
+handler must still fire, /dev/vmclock0 must be the stand-in's whenever it is
+loaded and the driver's otherwise, and unloading either in either order must
+leave no splat.
+
+vmclock-client reads /dev/vmclock0 as AWS-LC does (mmap, the counter under
+seq_count) and as Firecracker's tests do (poll, read): it must see every
+restore, woken by poll() when the hypervisor notifies.
+"""
+
+import pytest
+
+from conftest import GuestTests
+from vmgen import ktap
+from vmgen.observe import reseed, settle
+from vmgen.rig import SYSDEV
+
+KO = "/usr/lib/vmgen/vmgenid_vmclock.ko"
+STANDIN = "/usr/lib/vmgen/vmclock_standin.ko"
+OWNER = "/sys/bus/platform/devices/AMZNC10C:00"
+KST = "/usr/lib/vmgen/kselftest"
+
+
+def state(g):
+    """Who has what: the vmclock device's driver, whether ours watches,
+    whose /dev/vmclock0 it is, and the stand-in's handler count."""
+    drv, ours, node, standin = g.each(
+        f"basename $(readlink {OWNER}/driver) 2>/dev/null",
+        f"test -e {SYSDEV}/generation && echo yes",
+        "basename $(readlink /sys/class/misc/vmclock0/device) 2>/dev/null",
+        f"cat {OWNER}/notifications 2>/dev/null")
+    return {"driver": drv or None, "ours": ours == "yes", "node": node or None,
+            "standin_notes": int(standin) if standin else None}
+
+
+def restore(g, tag, *opts):
+    """Snapshot, restore, and what the guest saw."""
+    g.sh("rm -f /run/vmgen/uevents")
+    g.savevm(tag)
+    before = state(g)
+    g.loadvm(tag, *opts)
+    r = settle(g, 1)
+    return before, r, state(g)
+
+
+@pytest.mark.kernels("module")
+class TestAlongsidePtp(GuestTests):
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        g = group.boot("cp", kernel, "--no-module")
+        o = {}
+        # Stand-in first: it owns the device and /dev/vmclock0.
+        g.sh(f"insmod {STANDIN} && insmod {KO}")
+        o["first"] = state(g)
+        o["first_said"] = g.kmsg_count("is bound to vmclock_standin, which offers")
+        o["first_restore"] = restore(g, "s1")
+        # Ours first: it offers /dev/vmclock0 until the stand-in binds.
+        g.sh(f"rmmod vmgenid_vmclock; rmmod vmclock_standin; insmod {KO}")
+        o["alone"] = state(g)
+        g.sh(f"insmod {STANDIN}")
+        o["second"] = state(g)
+        o["second_said"] = g.kmsg_count("has a driver: /dev/vmclock0 is left to it")
+        o["second_restore"] = restore(g, "s2")
+        # Unload the stand-in: /dev/vmclock0 is ours again; then ours.
+        g.sh("rmmod vmclock_standin")
+        o["standin_gone"] = state(g)
+        g.sh("rmmod vmgenid_vmclock")
+        o["both_gone"] = state(g)
+        # The other unload order: ours first, the stand-in keeps working.
+        g.sh(f"insmod {KO} && insmod {STANDIN} && rmmod vmgenid_vmclock")
+        n0 = state(g)["standin_notes"]
+        g.page("ring")
+        g.wait("the stand-in's handler", lambda: state(g)["standin_notes"] > n0)
+        o["ours_gone"] = state(g)
+        g.sh("rmmod vmclock_standin")
+        # Poll mode: no handler anywhere, the driver polls.
+        g.page("init", "--counter", "7", "--no-notify")
+        g.sh(f"insmod {STANDIN} && insmod {KO}")
+        o["poll_restore"] = restore(g, "s3", "--no-ring")
+        o["poll_mode"] = g.attr("mode")
+        # Clones of a guest where the stand-in owns the device.
+        g.page("init", "--counter", "9")
+        g.sh(f"rmmod vmgenid_vmclock; rmmod vmclock_standin; insmod {STANDIN} && insmod {KO}")
+        reseed(g)
+        g.sh("rm -f /run/vmgen/uevents")
+        state_file = group.save(g)
+        o["clones"] = [(settle(c, 1), state(c)) for c in group.clones(
+            state_file, g, ["cp-1", "cp-2"])]
+        return o
+
+    def test_stand_in_first_owns_device_and_node_while_ours_watches(self, run):
+        s = run["first"]
+        assert (s["driver"], s["ours"], s["node"]) == ("vmclock_standin", True, "AMZNC10C:00"), s
+        assert run["first_said"] == 1, "the driver did not say who offers /dev/vmclockN"
+
+    def test_ours_first_offers_the_node_and_hands_it_over(self, run):
+        a, s = run["alone"], run["second"]
+        assert (a["driver"], a["ours"], a["node"]) == (None, True, "vmgenid_vmclock"), a
+        assert (s["driver"], s["ours"], s["node"]) == ("vmclock_standin", True, "AMZNC10C:00"), s
+        assert run["second_said"] == 1, "no word when /dev/vmclock0 was left to the stand-in"
+
+    @pytest.mark.parametrize("order", ["first_restore", "second_restore"])
+    def test_a_restore_gives_one_reseed_one_uevent_and_both_handlers_fire(self, run, order):
+        before, r, after = run[order]
+        assert (r.restores, r.uevents) == (1, [r.counter]), \
+            f"restores {r.restores}, uevents {r.uevents}, counter {r.counter}"
+        assert r.notifications >= 1, "our handler did not fire"
+        assert after["standin_notes"] > before["standin_notes"], \
+            f"the stand-in's handler did not fire: {before} -> {after}"
+
+    def test_unloading_the_stand_in_gives_the_node_back(self, run):
+        s, b = run["standin_gone"], run["both_gone"]
+        assert (s["driver"], s["ours"], s["node"]) == (None, True, "vmgenid_vmclock"), s
+        assert (b["ours"], b["node"]) == (False, None), b
+
+    def test_unloading_ours_first_leaves_the_stand_in_working(self, run):
+        s = run["ours_gone"]
+        assert (s["driver"], s["ours"], s["node"]) == ("vmclock_standin", False, "AMZNC10C:00"), s
+
+    def test_poll_mode_beside_the_stand_in(self, run):
+        _, r, _ = run["poll_restore"]
+        assert run["poll_mode"] == "poll"
+        assert (r.restores, r.uevents) == (1, [r.counter]), \
+            f"restores {r.restores}, uevents {r.uevents}, counter {r.counter}"
+
+    def test_each_clone_beside_the_stand_in_sees_one_restore(self, run):
+        for i, (r, s) in enumerate(run["clones"], 1):
+            assert (r.restores, r.uevents) == (1, [r.counter]), f"clone {i}: {r}"
+            assert s["driver"] == "vmclock_standin" and s["standin_notes"] >= 1, f"clone {i}: {s}"
+
+
+def client_start(g):
+    g.sh("rm -f /run/vmgen/client.txt; "
+         "/usr/lib/vmgen/vmclock-client --watch 150 >/run/vmgen/client.txt 2>&1 &")
+    g.wait("the client to map /dev/vmclock0",
+           lambda: "start:" in g.sh("cat /run/vmgen/client.txt"))
+
+
+def client_result(g):
+    g.wait("the client to see the restore",
+           lambda: "read:" in g.sh("cat /run/vmgen/client.txt") or
+           "moved: no" in g.sh("cat /run/vmgen/client.txt"), timeout=60)
+    return g.sh("cat /run/vmgen/client.txt"), g.counter()
+
+
+class Client(GuestTests):
+    """vmclock-client and the /dev/vmclock0 kselftest where no other driver
+    owns the device; across loadvm and across clones."""
+    mode = None
+
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        g = group.boot("vc", kernel, *(["--no-notify"] if self.mode == "poll" else []))
+        o = {"kst": g.sh(f"cd {KST} && ./run_kselftest.sh -t vmgen:vmgen_vmclock_dev",
+                         timeout=300)}
+        client_start(g)
+        g.savevm("s0")
+        g.loadvm("s0", *([] if self.mode == "notify" else ["--no-ring"]))
+        o["loadvm"] = client_result(g)
+        client_start(g)
+        state_file = group.save(g)
+        o["clones"] = [client_result(c) for c in group.clones(
+            state_file, g, ["vc-1", "vc-2"], ring=self.mode == "notify")]
+        return o
+
+    def test_vmgen_vmclock_dev_kselftest(self, run):
+        problems = ktap.verdicts(run["kst"])
+        assert not problems, "; ".join(problems)
+
+    def check(self, out, counter):
+        how = "woken by poll" if self.mode == "notify" else "seen in the mapping"
+        armed = "armed" if self.mode == "notify" else "hup"
+        assert f"poll {armed}" in out, out
+        assert f"-> {counter}, {how}" in out and f"read: counter {counter}" in out, out
+
+    def test_the_client_sees_a_loadvm(self, run):
+        self.check(*run["loadvm"])
+
+    def test_the_client_sees_the_restore_in_each_clone(self, run):
+        for out, counter in run["clones"]:
+            self.check(out, counter)
+
+
+class TestClientNotify(Client):
+    mode = "notify"
+
+
+@pytest.mark.kernels("stock")
+class TestClientPoll(Client):
+    mode = "poll"
