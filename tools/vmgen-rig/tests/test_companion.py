@@ -35,7 +35,7 @@ def state(g):
         f"basename $(readlink {OWNER}/driver) 2>/dev/null",
         f"test -e {SYSDEV}/generation && echo yes",
         "basename $(readlink /sys/class/misc/vmclock0/device) 2>/dev/null",
-        f"cat {OWNER}/notifications 2>/dev/null")
+        f"cat {OWNER}/notifications 2>/dev/null", check=False)
     return {"driver": drv or None, "ours": ours == "yes", "node": node or None,
             "standin_notes": int(standin) if standin else None}
 

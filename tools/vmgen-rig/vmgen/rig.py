@@ -222,11 +222,13 @@ class Guest:
                            f"{(p.stdout + p.stderr).strip()[-300:]}")
         return p.stdout.strip()
 
-    def each(self, *cmds, timeout=60):
+    def each(self, *cmds, timeout=60, check=True):
         """Run several commands in one exchange with the agent (each costs
-        a fork and exec under emulation); a list of their outputs."""
+        a fork and exec under emulation); a list of their outputs. With
+        check, the last command's status is the exchange's."""
         mark = "@@vmgen-next@@"
-        out = self.sh(f"; echo {mark}; ".join(f"{{ {c}; }}" for c in cmds), timeout=timeout)
+        out = self.sh(f"; echo {mark}; ".join(f"{{ {c}; }}" for c in cmds), timeout=timeout,
+                      check=check)
         parts = [p.strip() for p in out.split(mark)]
         if len(parts) != len(cmds):
             raise RigError(f"{self.name}: {len(cmds)} commands, {len(parts)} answers")
