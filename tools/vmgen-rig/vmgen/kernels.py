@@ -6,6 +6,7 @@ on which kernels happened to build. A kernel that did not build fails the
 tests planned on it (its kernel.conf is missing), it does not remove them.
 """
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -47,9 +48,12 @@ KERNELS = {k.name: k for k in (
 )}
 
 
+@functools.cache
 def kernel(name):
     """A kernel of the table, or a mutant: the stock kernel whose driver
-    tools/vmgen-rig/mutants/NAME.patch broke on purpose."""
+    tools/vmgen-rig/mutants/NAME.patch broke on purpose. One object per
+    name: pytest keeps a class's fixtures only while the parameter is the
+    same object, so a fresh one per test would boot a guest per test."""
     if name.startswith("mutant-"):
         return Kernel(name, "6.1", patched=False, builtin=False, debug=False)
     if name == "custom":
