@@ -19,6 +19,12 @@
  *                            first 8 of the 32 bytes; a chance match of two
  *                            64-bit values is negligible at these counts)
  *   VMGEN_STALE_MS=N         how long to sample after the restore (1000)
+ *   VMGEN_STALE_VDSO=1       call the vDSO's getrandom() (Linux 6.11 and
+ *                            later), found as ../vDSO finds it, instead of
+ *                            the syscall: its per-thread state goes to the
+ *                            kernel only when the kernel's RNG reseeds
+ *   VMGEN_STALE_RATE_MS=N    instead, print calls per second of
+ *                            getrandom(32) over N ms, and exit
  *
  * It needs root (the physical address in /proc/iomem and /dev/mem), the
  * vmclock page's device in /proc/iomem, and STRICT_DEVMEM to allow the page
@@ -29,12 +35,22 @@
 #define _GNU_SOURCE
 #include <endian.h>
 #include <stddef.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <linux/random.h>
 #include <linux/vmclock-abi.h>
 
 #include "../kselftest.h"
 #include "vmgen.h"
+
+/* The vDSO's getrandom() came in 6.11, with ../vDSO/vdso_call.h. */
+#if __has_include("../vDSO/vdso_call.h")
+#define HAVE_VDSO_GETRANDOM
+#include "../vDSO/parse_vdso.h"
+#include "../vDSO/vdso_config.h"
+#include "../vDSO/vdso_call.h"
+#endif
 
 #define SAMPLE_BYTES	32
 #define MAX_SAMPLES	1000000
@@ -46,6 +62,55 @@ struct sample {
 	unsigned long long t_ns;
 	unsigned long long head;	/* the first 8 of the SAMPLE_BYTES bytes */
 };
+
+#ifdef HAVE_VDSO_GETRANDOM
+/* The vDSO's getrandom() and one state for it, when VMGEN_STALE_VDSO=1. */
+static struct {
+	ssize_t (*fn)(void *buf, size_t len, unsigned long flags, void *state,
+		      size_t state_len);
+	struct vgetrandom_opaque_params params;
+	void *state;
+} vdso;
+
+static void vdso_init(void)
+{
+	unsigned long ehdr = getauxval(AT_SYSINFO_EHDR);
+	ssize_t ret;
+
+	if (!ehdr)
+		ksft_exit_skip("no vDSO (AT_SYSINFO_EHDR)\n");
+	vdso_init_from_sysinfo_ehdr(ehdr);
+	vdso.fn = (__typeof__(vdso.fn))vdso_sym(versions[VDSO_VERSION],
+						names[VDSO_NAMES][6]);
+	if (!vdso.fn)
+		ksft_exit_skip("no %s in the vDSO\n", names[VDSO_NAMES][6]);
+	ret = VDSO_CALL(vdso.fn, 5, NULL, 0, 0, &vdso.params, ~0UL);
+	if (ret)
+		ksft_exit_skip("vDSO getrandom() parameters: %zd\n", ret);
+	vdso.state = mmap(NULL, vdso.params.size_of_opaque_state, vdso.params.mmap_prot,
+			  vdso.params.mmap_flags, -1, 0);
+	if (vdso.state == MAP_FAILED)
+		ksft_exit_fail_msg("vDSO getrandom() state: %s\n", strerror(errno));
+}
+
+static ssize_t random_bytes(void *buf, size_t len)
+{
+	if (vdso.fn)
+		return VDSO_CALL(vdso.fn, 5, buf, len, 0, vdso.state,
+				 vdso.params.size_of_opaque_state);
+	return getrandom(buf, len, 0);
+}
+#else
+static void vdso_init(void)
+{
+	ksft_exit_skip("built without the vDSO selftests' getrandom() helpers\n");
+}
+
+static ssize_t random_bytes(void *buf, size_t len)
+{
+	return getrandom(buf, len, 0);
+}
+#endif
 
 static unsigned long long now_ns(void)
 {
@@ -141,7 +206,7 @@ static size_t sample_across_restore(const struct vmclock_abi *clk,
 
 	for (;;) {
 		gen = read_counter(clk);
-		if (getrandom(buf, sizeof(buf), 0) != sizeof(buf))
+		if (random_bytes(buf, sizeof(buf)) != sizeof(buf))
 			ksft_exit_fail_msg("getrandom: %s\n", strerror(errno));
 		if (gen == gen0) {
 			if (ready_file) {
@@ -189,6 +254,27 @@ static bool driver_caught_up(unsigned long long gen)
 	return false;
 }
 
+/*
+ * Calls of getrandom(32) per second over @ms, the clock read once per batch
+ * so that it costs next to nothing against the calls counted.
+ */
+static void print_rate(long ms)
+{
+	unsigned long long t0 = now_ns(), calls = 0, t;
+	unsigned char buf[SAMPLE_BYTES];
+	int i;
+
+	do {
+		for (i = 0; i < 256; i++)
+			if (random_bytes(buf, sizeof(buf)) != sizeof(buf))
+				ksft_exit_fail_msg("getrandom: %s\n", strerror(errno));
+		calls += 256;
+		t = now_ns();
+	} while (t - t0 < ms * 1000000ULL);
+	printf("%.0f\n", calls * 1e9 / (t - t0));
+	exit(0);
+}
+
 int main(void)
 {
 	const char *env = getenv("VMGEN_RESTORE_TIMEOUT");
@@ -200,6 +286,10 @@ int main(void)
 	struct sample *s;
 	size_t n;
 
+	if (getenv("VMGEN_STALE_VDSO") && atoi(getenv("VMGEN_STALE_VDSO")))
+		vdso_init();
+	if (getenv("VMGEN_STALE_RATE_MS"))
+		print_rate(atol(getenv("VMGEN_STALE_RATE_MS")));
 	ksft_print_header();
 	if (!env || atoi(env) <= 0)
 		ksft_exit_skip("no restore is coming: set VMGEN_RESTORE_TIMEOUT %s\n",
