@@ -152,6 +152,12 @@ MODULE_PARM_DESC(poll_interval_ms,
  *   looked up at run time, so that one module binary loads either way.
  * - Otherwise, as on Debian's 6.1 and 6.12, RNDRESEEDCRNG on /dev/urandom
  *   reseeds, and nothing can run the vmfork chain.
+ * - From 6.11 the vDSO's getrandom() keeps state in userspace, renewed when
+ *   the crng's generation moves, which every reseed above does. With the
+ *   6.12 series the vDSO reads the counter itself, from the page whose
+ *   physical address the driver registers.
+ * - From 6.13, ptp_vmclock and vmclock-abi.h are upstream; the driver never
+ *   binds the device, so it is the same beside it or alone.
  * - struct platform_driver's .remove returns int before 6.11 and void after:
  *   the driver has none, devm undoes everything.
  */
@@ -165,7 +171,7 @@ static void vmclock_gen_unregister_sync(void *unused)
 static int vmclock_gen_register_sync(struct vmclock_gen *vg, u64 seen)
 {
 	int ret = random_register_vmgen(&vg->clk->vm_generation_counter, seen,
-					vg->clk, vg->len);
+					vg->clk, vg->res.start, vg->len);
 
 	if (ret) {
 		dev_err(vg->dev, "cannot register with random.c: %pe\n", ERR_PTR(ret));

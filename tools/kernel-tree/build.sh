@@ -11,7 +11,7 @@
 # Prints the build folder: arch/x86/boot/bzImage, .release, and for =m
 # drivers/virt/vmgenid_vmclock.ko and test-modules/vmclock_standin.ko.
 #
-# usage: build.sh BASE VARIANT CACHE_DIR    (BASE: 6.1; VARIANT: y or m)
+# usage: build.sh BASE VARIANT CACHE_DIR    (BASE: 6.1 or 6.12; VARIANT: y or m)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,8 +40,8 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 # What the series may touch: the files its patches change, and those
 # apply.sh installs. Each starts pristine in the stage.
-touched=$(grep -h '^+++ b/' "$top"/drivers/char/random.c.patch "$here"/*.patch |
-	sed 's|^+++ b/||; s|\t.*||' | sort -u)
+mapfile -t series < <("$here/apply.sh" --list "$pristine")
+touched=$(grep -h '^+++ b/' "${series[@]}" | sed 's|^+++ b/||; s|\t.*||' | sort -u)
 for f in Makefile $touched; do
 	mkdir -p "$stage/$(dirname "$f")"
 	cp -p "$pristine/$f" "$stage/$f"

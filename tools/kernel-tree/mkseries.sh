@@ -1,32 +1,34 @@
 #!/bin/bash
-# Write the vmgen change as a git format-patch series against Linux 6.1,
-# one logical change per patch, with a cover letter. The series is built in
-# a scratch repository holding only the files it touches, from Debian's
-# linux-source-6.1, so its diffstats are those of the real tree.
+# Write the vmgen change as a git format-patch series against Linux 6.1 or
+# 6.12, one logical change per patch, with a cover letter. The series is
+# built in a scratch repository holding only the files it touches, from
+# Debian's linux-source-BASE, so its diffstats are those of the real tree.
+# The patches are those apply.sh applies, in its order.
 #
 # No Signed-off-by is added: that line belongs to whoever submits it.
 #
-# usage: mkseries.sh OUT_DIR   (make patches writes patches/)
+# usage: mkseries.sh BASE OUT_DIR   (make patches writes patches/BASE/)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-out=$(realpath -m "${1:?usage: mkseries.sh OUT_DIR}")
-tarball=/usr/src/linux-source-6.1.tar.xz
-files=(drivers/char/Kconfig drivers/char/random.c include/linux/random.h drivers/virt/Kconfig
-       drivers/virt/Makefile MAINTAINERS Documentation/admin-guide/index.rst
-       tools/testing/selftests/Makefile)
+base=${1:?usage: mkseries.sh BASE OUT_DIR}
+out=$(realpath -m "${2:?usage: mkseries.sh BASE OUT_DIR}")
+tarball=/usr/src/linux-source-$base.tar.xz
+[ -f "$tarball" ] || { echo "mkseries: no $tarball (apt-get install linux-source-$base)" >&2; exit 1; }
+mapfile -t series < <("$here/apply.sh" --list "$base")
+# The files the patches change, as the tarball names them.
+mapfile -t files < <(sed -n 's|^--- a/\([^\t]*\).*|linux-source-'"$base"'/\1|p' "${series[@]}" | sort -u)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-tar -xJf "$tarball" -C "$work" --strip-components=1 \
-	"${files[@]/#/linux-source-6.1/}"
+tar -xJf "$tarball" -C "$work" --strip-components=1 "${files[@]}"
 cd "$work"
 git init -q
 git config user.name "vmgen"
 git config user.email "vmgen@invalid"
 git add -A
-git commit -q -m "Linux 6.1 (Debian linux-source-6.1), the files this series touches"
+git commit -q -m "Linux $base (Debian linux-source-$base), the files this series touches"
 
 commit() {	# commit MESSAGE-FILE: commit everything, message from stdin
 	git add -A
@@ -51,15 +53,24 @@ including VM_GEN_COUNTER_PRESENT (bit 8) and NOTIFICATION_PRESENT (bit
 its read loop.
 EOF
 
-patch -s -p1 <"$top/drivers/char/random.c.patch"
-sed -n '/^Subject: \[PATCH\] /{s///p;q}' "$top/drivers/char/random.c.patch" >"$work.msg"
-echo >>"$work.msg"
-sed -n '/^$/,/^---$/p' "$top/drivers/char/random.c.patch" | sed '1d;$d' >>"$work.msg"
-commit <"$work.msg"
-rm -f "$work.msg"
+# commit_mail PATCH: apply a patch that carries its own message.
+commit_mail() {
+	patch -s -p1 --no-backup-if-mismatch <"$1"
+	{
+		sed -n '/^Subject: \[PATCH\] /{s///p;q}' "$1"
+		echo
+		sed -n '/^$/,/^---$/p' "$1" | sed '1d;$d'
+	} | commit
+}
+
+# random.c's patch, then those of this base that carry a message (the
+# vDSO's on 6.12), as apply.sh orders them.
+for p in "${series[@]}"; do
+	grep -q '^Subject: \[PATCH\] ' "$p" && commit_mail "$p"
+done
 
 cp "$top/drivers/virt/vmgenid_vmclock.c" drivers/virt/
-patch -s -p1 <"$here/virt.patch"
+patch -s -p1 --no-backup-if-mismatch <"$here/virt.patch"
 commit <<'EOF'
 virt: vmgenid_vmclock: reseed the RNG when a vmclock VM is restored
 
@@ -102,7 +113,7 @@ EOF
 cp "$top/Documentation/admin-guide/vmclock-vmgenid.rst" Documentation/admin-guide/
 mkdir -p Documentation/ABI/testing
 cp "$top/Documentation/ABI/testing/sysfs-driver-vmgenid_vmclock" Documentation/ABI/testing/
-patch -s -p1 <"$here/docs.patch"
+patch -s -p1 --no-backup-if-mismatch <"$here/docs.patch"
 commit <<'EOF'
 Documentation: describe vmgenid_vmclock for administrators
 
@@ -116,7 +127,7 @@ EOF
 
 mkdir -p tools/testing/selftests/vmgen
 cp "$top"/tools/testing/selftests/vmgen/* tools/testing/selftests/vmgen/
-patch -s -p1 <"$here/selftests.patch"
+patch -s -p1 --no-backup-if-mismatch <"$here/$base/selftests.patch"
 commit <<'EOF'
 selftests: vmgen: test the sysfs ABI and what a guest sees on restore
 
@@ -136,15 +147,25 @@ across the restore and tags every sample with the hypervisor's counter,
 read from the vmclock page through /dev/mem before the call. It writes
 the samples taken after the counter moved to VMGEN_SAMPLES_FILE; the
 host counts those two clones share, which must be none on a kernel that
-checks the counter on every output.
+checks the counter on every output. With VMGEN_STALE_VDSO=1 it calls
+the vDSO's getrandom() instead, where the tree has one (6.11 and later).
+
+vmgen_vmclock_dev checks /dev/vmclock0 as ptp_vmclock defines it and
+the driver offers it where nothing else does: read() returns the page,
+mmap() maps that one page read-only, and poll() says POLLHUP without
+notifications and stays quiet while the page does not move.
 EOF
 
 rm -rf "$out"
 mkdir -p "$out"
-git format-patch -q --cover-letter --no-signature -o "$out" HEAD~5
+git format-patch -q --cover-letter --no-signature --subject-prefix="PATCH $base" \
+	-o "$out" "$(git rev-list --max-parents=0 HEAD)"..HEAD
 cover=$(ls "$out"/0000-cover-letter.patch)
 subject="vmclock: reseed the RNG on snapshot restore, with no stale output"
-blurb=$(cat "$here/cover-letter.txt")
+# What only this base's series has goes where the text says so.
+blurb=$(awk -v notes="$here/$base/cover-letter.txt" '
+	/^@BASE@$/ { while ((getline l < notes) > 0) print l; next }
+	{ print }' "$here/cover-letter.txt")
 awk -v subject="$subject" -v blurb="$blurb" '
 	/\*\*\* SUBJECT HERE \*\*\*/ { sub(/\*\*\* SUBJECT HERE \*\*\*/, subject) }
 	/\*\*\* BLURB HERE \*\*\*/ { print blurb; next }
