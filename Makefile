@@ -32,12 +32,11 @@ MOD := $(O)/module
 TESTMOD := $(O)/test-modules
 VERSION := 0.1
 DKMS_SRC := /usr/src/vmgenid-vmclock-$(VERSION)
-DKMS_KO = /lib/modules/$(KVER)/updates/dkms/vmgenid_vmclock.ko
 STEP := tools/vmgen-rig/step $(O)/logs/build.log
 RIG_MAKE := $(MAKE) -C tools/vmgen-rig O=$(O) VMGEN_CACHE=$(VMGEN_CACHE)
 
 # The guest kernels make check tests, and the ones make kernels builds.
-KERNELS ?= stock-6.1 patched-6.1-y patched-6.1-m
+KERNELS ?= stock-6.1 patched-6.1-y patched-6.1-m stock-6.12 patched-6.12-m
 
 export VMGEN_CACHE
 export VMGEN_BUILD := $(O)
@@ -75,9 +74,11 @@ kernel: deps
 	    $(STEP) "Building the $$k kernel (cached, incremental)" \
 	        $(MAKE) kernel-$$k || exit; done
 
-# The same tree `make module` builds from, plus dkms.conf.
+# The same tree `make module` builds from, plus dkms.conf; built and
+# installed for KVER, or for each kernel of DKMS_KVERS.
+DKMS_KVERS ?= $(KVER)
 dkms-install:
-	@test -n "$(KVER)" || { echo "dkms-install: set KVER=" >&2; exit 1; }
+	@test -n "$(DKMS_KVERS)" || { echo "dkms-install: set KVER=" >&2; exit 1; }
 	-dkms remove -q vmgenid-vmclock/$(VERSION) --all 2>/dev/null
 	rm -rf $(DKMS_SRC)
 	mkdir -p $(DKMS_SRC)/include/uapi/linux
@@ -85,13 +86,14 @@ dkms-install:
 	cp include/uapi/linux/vmclock-abi.h $(DKMS_SRC)/include/uapi/linux/
 	sed 's/@VERSION@/$(VERSION)/' tools/dkms/dkms.conf >$(DKMS_SRC)/dkms.conf
 	dkms add vmgenid-vmclock/$(VERSION)
-	dkms build vmgenid-vmclock/$(VERSION) -k $(KVER)
-	dkms install vmgenid-vmclock/$(VERSION) -k $(KVER)
+	for k in $(DKMS_KVERS); do \
+	    dkms build vmgenid-vmclock/$(VERSION) -k $$k && \
+	    dkms install vmgenid-vmclock/$(VERSION) -k $$k || exit; done
 
 patches:
-	tools/kernel-tree/mkseries.sh patches
+	for b in 6.1 6.12; do tools/kernel-tree/mkseries.sh $$b patches/$$b || exit; done
 
-# The selftests, built in Debian's pristine 6.1 tree the kernel's way.
+# The selftests, built in Debian's pristine 6.12 tree the kernel's way.
 kselftest:
 	tools/kernel-tree/kselftest.sh $(O)
 
@@ -100,11 +102,23 @@ rig-tools: kselftest
 
 # --------------------------------------------------------------- kernels
 # build/kernels/NAME: a guest kernel and its initrd (tools/vmgen-rig).
-kernel-stock-6.1: module test-modules rig-tools
-	$(RIG_MAKE) kernel NAME=stock-6.1 BASE=6.1 DRIVER=module PATCHED=0 DEBUG=0 \
-	    KVER=$(KVER) VMLINUZ=$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE)) \
-	    MODULE=$(MOD)/vmgenid_vmclock.ko STANDIN=$(TESTMOD)/vmclock_standin.ko \
-	    STOCK_MODULES="wireguard veth" $(if $(wildcard $(DKMS_KO)),DKMS_MODULE=$(DKMS_KO))
+# stock-BASE: Debian's prebuilt image, of the version the headers package
+# for BASE points at (6.1: linux-headers-amd64, 6.12:
+# linux-headers-6.12-amd64); the module and the stand-in built against those
+# headers, what DKMS installed for it, and the image's own WireGuard and
+# veth modules.
+skver = $(shell tools/vmgen-rig/kernel.sh version $*)
+# DKMS compresses the module the way the kernel's own are (6.12: xz).
+dkms_ko = $(firstword $(wildcard $(foreach z,.ko .ko.xz .ko.zst,\
+	  /lib/modules/$(skver)/updates/dkms/vmgenid_vmclock$(z))))
+kernel-stock-%: rig-tools
+	$(MAKE) module test-modules KDIR=/lib/modules/$(skver)/build MOD=$(O)/module-$* \
+	    TESTMOD=$(O)/test-modules-$*
+	$(RIG_MAKE) kernel NAME=stock-$* BASE=$* DRIVER=module PATCHED=0 DEBUG=0 \
+	    KVER=$(skver) VMLINUZ=$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE) $*) \
+	    MODULE=$(O)/module-$*/vmgenid_vmclock.ko \
+	    STANDIN=$(O)/test-modules-$*/vmclock_standin.ko STOCK_MODULES="wireguard veth" \
+	    $(if $(dkms_ko),DKMS_MODULE=$(dkms_ko))
 
 # patched-BASE-VARIANT: tools/kernel-tree/build.sh's incremental build.
 pbase = $(word 1,$(subst -, ,$*))
@@ -151,11 +165,14 @@ endif
 # ---------------------------------------------------------------- suites
 # Everything a suite needs is built first, each long step announced; a
 # build that fails fails the tests that needed it (the suite says which).
+STOCK_KVERS = $(foreach b,$(patsubst stock-%,%,$(filter stock-%,$(KERNELS))),\
+	$(shell tools/vmgen-rig/kernel.sh version $(b)))
 check-build: deps
-	@$(STEP) "Installing the module with DKMS for $(KVER)" $(MAKE) dkms-install || true
+	@$(STEP) "Installing the module with DKMS for $(STOCK_KVERS)" \
+	    $(MAKE) dkms-install DKMS_KVERS="$(STOCK_KVERS)" || true
 	@$(STEP) "Building the selftests in-tree" $(MAKE) kselftest || true
-	@$(STEP) "Building the rig and the stock kernel's guest files" \
-	    $(MAKE) kernel-stock-6.1 || true
+	@for k in $(filter stock-%,$(KERNELS)); do \
+	    $(STEP) "Building the $$k kernel's guest files" $(MAKE) kernel-$$k || true; done
 	@for k in $(PATCHED_KERNELS); do \
 	    $(STEP) "Building the $$k kernel (cached, incremental)" \
 	        $(MAKE) kernel-$$k || true; done
@@ -183,5 +200,4 @@ clean:
 	rm -rf $(O)
 
 .PHONY: all deps module test-modules kernel-tree kernel dkms-install patches kselftest \
-	rig-tools kernels mutant-kernels rig check-build check demo bench faults mutants clean \
-	kernel-stock-6.1
+	rig-tools kernels mutant-kernels rig check-build check demo bench faults mutants clean

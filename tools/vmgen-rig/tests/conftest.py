@@ -38,7 +38,7 @@ def pytest_configure(config):
     R.LOG = R.Log(os.environ.get("VMGEN_LOG", R.BUILD / "logs" / "suite.log"))
     config.pluginmanager.register(ktap.Ktap(config, R.LOG), "vmgen-ktap")
     config.addinivalue_line("markers", "kernels(*flags): the kinds of kernel a "
-                            "test applies to (stock, patched, module, builtin, debug)")
+                            "test applies to (stock, patched, module, builtin, debug, vdso, reference)")
     config.addinivalue_line("markers", "full: only in full-length runs (make faults), "
                             "not in make check's quick ones")
 

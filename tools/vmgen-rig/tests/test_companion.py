@@ -50,7 +50,7 @@ def restore(g, tag, *opts):
     return before, r, state(g)
 
 
-@pytest.mark.kernels("module")
+@pytest.mark.kernels("module", "reference")
 class TestAlongsidePtp(GuestTests):
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
@@ -150,6 +150,7 @@ def client_result(g):
     return g.sh("cat /run/vmgen/client.txt"), g.counter()
 
 
+@pytest.mark.kernels("reference")
 class Client(GuestTests):
     """vmclock-client and the /dev/vmclock0 kselftest where no other driver
     owns the device; across loadvm and across clones."""

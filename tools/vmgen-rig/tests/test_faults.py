@@ -101,7 +101,7 @@ def last_line(g, path):
     return g.sh(f"tail -n 1 {path} 2>/dev/null; true")
 
 
-@pytest.mark.kernels("debug", "module")
+@pytest.mark.kernels("debug", "module", "reference")
 class TestFaults(GuestTests):
     @pytest.fixture(scope="class")
     def f(self, group, kernel):

@@ -14,7 +14,7 @@ from conftest import GuestTests
 from vmgen.observe import wg_new_handshake, wg_up
 
 
-@pytest.mark.kernels("patched")
+@pytest.mark.kernels("patched", "module")
 class TestWireGuard(GuestTests):
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
