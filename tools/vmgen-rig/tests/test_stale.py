@@ -34,3 +34,35 @@ class TestStale(GuestTests):
     def test_vmgen_stale_passes_in_each_clone(self, run):
         problems = [p for out in run["sync"].logs for p in ktap.verdicts(out)]
         assert not problems, "; ".join(problems)
+
+
+@pytest.mark.kernels("vdso")
+class TestStaleVdso(GuestTests):
+    """The vDSO's getrandom() (6.11 and later) keeps its state in userspace
+    and refreshes it only when the kernel's crng generation moves. The
+    control (no driver) must share output; with the driver, the clones must
+    part: on a patched kernel at once (the vDSO reads the counter itself),
+    on a stock one once the driver's reseed has landed."""
+
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        return {"control": stale_pair(group, kernel, "vctl", "--no-driver", vdso=True),
+                "driver": stale_pair(group, kernel, "vdso", vdso=True)}
+
+    def test_control_without_the_driver_shares_output(self, run):
+        c = run["control"]
+        assert c.shared > 0, f"none of {len(c.one)} vDSO samples shared without the driver"
+
+    def test_clones_part_with_the_driver(self, run, kernel):
+        c, d = run["control"], run["driver"]
+        assert c.shared > 0, "the control shows no stale vDSO output"
+        if kernel.patched:
+            assert d.shared == 0, f"{d.shared} of {len(d.one)} post-restore vDSO samples " \
+                f"shared (control: {c.shared} of {len(c.one)})"
+        else:
+            assert d.fresh_after_us >= 0, f"the clones' vDSO output never parted in " \
+                f"{len(d.one)} samples (control: {c.shared} shared)"
+
+    def test_vmgen_stale_passes_in_each_clone(self, run):
+        problems = [p for out in run["driver"].logs for p in ktap.verdicts(out)]
+        assert not problems, "; ".join(problems)

@@ -120,11 +120,13 @@ class Stale:
         return next((t for t, h in self.one if h not in theirs), -1)
 
 
-def stale_pair(group, kernel, name, *boot, window_ms=500, clone_opts=()):
-    """Boot a guest looping getrandom(32) (vmgen_stale), save it while it
-    loops, continue two clones together, and return their samples."""
+def stale_pair(group, kernel, name, *boot, window_ms=500, clone_opts=(), vdso=False):
+    """Boot a guest looping getrandom(32) (vmgen_stale), through the vDSO if
+    @vdso, save it while it loops, continue two clones together, and return
+    their samples."""
     g = group.boot(name, kernel, *boot)
     g.sh(f"cd {KST} && VMGEN_RESTORE_TIMEOUT=150 VMGEN_STALE_MS={window_ms} "
+         f"VMGEN_STALE_VDSO={int(vdso)} "
          f"VMGEN_READY_FILE=/run/vmgen/stale.ready VMGEN_SAMPLES_FILE=/run/vmgen/stale.txt "
          f"./run_kselftest.sh -t vmgen:vmgen_stale >/run/vmgen/stale.log 2>&1 &")
     wait_file(g, "/run/vmgen/stale.ready")
