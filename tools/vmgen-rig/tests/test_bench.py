@@ -50,7 +50,7 @@ MECHANISMS = {
                 "QEMU vmgenid, new GUID per clone"),
     "notify": ("stock-6.1", [], False, "shim, notify mode (stock 6.1)"),
     "poll": ("stock-6.1", ["--no-notify"], False, "shim, poll mode, 100 ms (stock 6.1)"),
-    "sync": ("patched-6.1-y", [], False, "patched random.c, synchronous check"),
+    "sync": ("patched-6.1-m", [], False, "patched random.c, synchronous check"),
     "vdso-none": ("stock-6.12", ["--no-driver"], True, "vDSO control: no driver (6.12)"),
     "vdso-notify": ("stock-6.12", [], True, "vDSO, shim, notify mode (stock 6.12)"),
     "vdso-sync": ("patched-6.12-m", [], True, "vDSO, patched, reads the counter"),
