@@ -96,7 +96,7 @@ class TestClonesNoArchRng(Clones):
         assert run["warned"] == 1, f"{run['warned']} warnings of no CPU RNG"
 
 
-@pytest.mark.kernels("reference")
+@pytest.mark.kernels("stock", "reference")
 class TestDeterministicClones(GuestTests):
     """What separates clones when nothing else does. QEMU counts
     instructions for time (rig boot --icount), so clones of one save read

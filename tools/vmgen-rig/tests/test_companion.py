@@ -50,7 +50,7 @@ def restore(g, tag, *opts):
     return before, r, state(g)
 
 
-@pytest.mark.kernels("module", "reference")
+@pytest.mark.kernels("stock", "reference")
 class TestAlongsidePtp(GuestTests):
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
@@ -150,7 +150,7 @@ def client_result(g):
     return g.sh("cat /run/vmgen/client.txt"), g.counter()
 
 
-@pytest.mark.kernels("reference")
+@pytest.mark.kernels("stock", "reference")
 class Client(GuestTests):
     """vmclock-client and the /dev/vmclock0 kselftest where no other driver
     owns the device; across loadvm and across clones."""
@@ -193,6 +193,5 @@ class TestClientNotify(Client):
     mode = "notify"
 
 
-@pytest.mark.kernels("stock")
 class TestClientPoll(Client):
     mode = "poll"

@@ -5,11 +5,11 @@ The table is static on purpose: which tests a suite plans must not depend
 on which kernels happened to build. A kernel that did not build fails the
 tests planned on it (its kernel.conf is missing), it does not remove them.
 
-What depends on the base (random.c, the vDSO, the stock reseed path, the
-built-in driver) runs on every kernel. What the driver does the same way
-on any base (clones without an arch RNG, icount clones, life beside
-ptp_vmclock, the fault cases) runs on the reference kernels only, one
-stock and one patched, which keeps make check within CI's time.
+What depends on the base (random.c, the vDSO, the stock reseed path)
+runs on every kernel. What the driver does the same way on any base runs
+on the reference kernels only (clones without an arch RNG, the fault
+cases), or on the stock one of them (icount clones, life beside
+ptp_vmclock), which keeps make check within CI's time.
 """
 
 import functools
