@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential linux-headers-amd64 linux-source-6.1 sparse
       linux-headers-6.12-amd64 linux-source-6.12
-      qemu-system-x86 qemu-utils acpica-tools debootstrap cpio xz-utils
+      qemu-user acpica-tools debootstrap cpio xz-utils
       kmod dkms python3-docutils python3-pytest rsync flex bison bc libelf-dev
       libssl-dev)
 

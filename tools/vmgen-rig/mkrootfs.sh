@@ -10,13 +10,8 @@ cache=${1:?usage: mkrootfs.sh CACHE_DIR}
 suite=bookworm
 packages=udev,kmod,rng-tools5,wireguard-tools,iproute2
 
-# The Debian mirror apt already uses (deb822 or one-line sources).
-mirror=${VMGEN_MIRROR:-$(
-	{ grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-		awk '{print $2}'
-	  grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'
-	} | grep -v security | grep -m1 debian || true)}
-mirror=${mirror:-http://deb.debian.org/debian}
+here=$(cd "$(dirname "$0")" && pwd)
+mirror=$("$here/debian.sh" mirror)
 
 key=$( { cat "$0"; echo "$suite $packages"; } | sha256sum | cut -c1-16)
 out=$cache/rootfs-$key.cpio

@@ -17,6 +17,24 @@ def test_abi_and_emulator_unit_tests(build):
         f"exit {p.returncode}: " + "; ".join(problems or ["(no failure listed)"])
 
 
+def test_rig_qemu_keeps_eflags_through_cmpxchg16b(build):
+    """The rig's QEMU (Debian 13's) keeps EFLAGS across CMPXCHG16B in a
+    translation block that starts right after a system call. The control
+    is Debian 12's QEMU 7.2, which corrupts it, and whose guests oopsed
+    after restores with impossible EFLAGS in their register dumps: if the
+    control passes, this check cannot see the bug."""
+    prog = build / "rig" / "cx16-flags"
+    out = {}
+    for name, qemu in (("control", "/usr/bin/qemu-x86_64"),
+                       ("rig", build / "rig" / "qemu-x86_64")):
+        p = subprocess.run([str(qemu), "-cpu", "max", str(prog)], capture_output=True,
+                           text=True, timeout=120)
+        R.log().section(f"cx16-flags under {qemu}", p.stdout + p.stderr)
+        out[name] = (p.returncode, (p.stdout + p.stderr).strip())
+    assert out["control"][0] == 1, f"QEMU 7.2 kept EFLAGS: {out['control']}"
+    assert out["rig"] == (0, "cx16-flags: 0 of 1000 tries corrupted EFLAGS"), out["rig"]
+
+
 def test_selftests_skip_cleanly_without_a_device(build):
     """make run_tests in the kernel tree, on the host: every vmgen selftest
     reports, none fails, and each skip says why (no device, no restore)."""

@@ -7,11 +7,13 @@ commands that fail raise RigError: a failed setup step is a failure of every
 test that needed it, never a silent return.
 """
 
+import atexit
 import os
 import re
 import secrets
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,14 @@ CACHE = Path(os.environ.get("VMGEN_CACHE", "/var/cache/vmgen"))
 SYSDEV = "/sys/bus/platform/devices/vmgenid_vmclock"
 READER = "/usr/lib/vmgen/vmgen-reader"
 KMSG = "/usr/lib/vmgen/vmgen-kmsg"
+XFER = "/usr/lib/vmgen/vmgen-xfer"
+# Every CPU has its own crng state: a sampler whose output two clones are
+# compared on runs on the same CPU in both.
+PIN = "taskset -c 0"
+# What one sample of each output path of vmgen-reader looks like.
+SAMPLE = {"getrandom": r"[0-9a-f]{32}", "urandom": r"[0-9a-f]{32}",
+          "uuid": r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+          "udp": r"\d{1,5}(\.\d{1,5}){3}", "aslr": r"[0-9a-f]{16}"}
 # random.c's line when its own check reseeds for a moved counter.
 GEN_CHANGE = "crng reseeded due to virtual machine generation change"
 
@@ -43,6 +53,25 @@ SPLAT = re.compile(
 # Taint bits a healthy rig guest may carry: an out-of-tree (12) and
 # unsigned (13) module, which is what the stock kernels' driver is.
 TAINT_OK = (1 << 12) | (1 << 13)
+# An oops prints the flags register; no x86 CPU sets a reserved bit there.
+EFLAGS = re.compile(r"\bEFLAGS: ([0-9a-f]{8,16})\b")
+EFLAGS_RESERVED = ~((1 << 22) - 1) | (1 << 3) | (1 << 5) | (1 << 15)
+# Guest RAM and state files: tmpfs keeps them off the disk.
+RUNDIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")
+
+
+def rig_conf():
+    """The emulated machine's constants (rig.conf), shared with make and rig."""
+    conf = {}
+    for line in (HERE / "rig.conf").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.lstrip().startswith("#"):
+            conf[key.strip()] = value.strip()
+    return conf
+
+
+CONF = rig_conf()
+XFER_GPA, XFER_BYTES = int(CONF["XFER_GPA"], 0), int(CONF["XFER_MB"]) << 20
 
 
 class RigError(Exception):
@@ -128,11 +157,53 @@ def kernel_conf(name):
     return conf
 
 
+def check_samples(who, text, n, path="getrandom"):
+    """The n samples of path in text, one a line; RigError if anything else
+    is there (an error message is not a sample)."""
+    lines = text.split("\n") if text else []
+    bad = [ln for ln in lines if not re.fullmatch(SAMPLE[path], ln)]
+    if len(lines) != n or bad:
+        raise RigError(f"{who}: expected {n} {path} samples, got {len(lines)}"
+                       + (f"; not a sample: {bad[0][:80]!r}" if bad else ""))
+    return lines
+
+
+def impossible_eflags(line):
+    """The flags register of a register dump, if no CPU could hold it."""
+    m = EFLAGS.search(line)
+    if m:
+        v = int(m.group(1), 16)
+        if v & EFLAGS_RESERVED or not v & 2:
+            return v
+    return None
+
+
+LIVE = set()	# rig folders whose guests may still run
+
+
+def sweep():
+    """Remove the rig folders a killed run left behind; leave those whose
+    QEMUs still run (another run's)."""
+    for d in RUNDIR.glob("vmgen-*.*"):
+        pids = [p.read_text().strip() for p in d.glob("*/qemu.pid")]
+        if not any(p.isdigit() and Path(f"/proc/{p}").exists() for p in pids):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@atexit.register
+def _down_all():
+    for d in list(LIVE):
+        subprocess.run([str(RIG), "down"], env=dict(os.environ, VMGEN_RIG_DIR=str(d)),
+                       capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Rig:
     """One rig folder and every guest started in it."""
 
     def __init__(self, tag):
-        self.dir = Path(tempfile.mkdtemp(prefix=f"vmgen-{tag[:20]}.", dir="/tmp"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"vmgen-{tag[:20]}.", dir=RUNDIR))
+        LIVE.add(self.dir)
         self.guests = {}
 
     def run(self, *args, timeout=900, check=True, env=None):
@@ -197,6 +268,7 @@ class Rig:
     def remove(self):
         self.down()
         shutil.rmtree(self.dir, ignore_errors=True)
+        LIVE.discard(self.dir)
 
 
 class Guest:
@@ -278,11 +350,25 @@ class Guest:
         self.rig.run("cont", self.name, *([] if ring else ["--no-ring"]))
 
     def samples(self, n=64, path="getrandom"):
-        """n samples of 16 bytes each from one output path, as hex."""
-        out = self.sh(f"{READER} --samples {n} --path {path}").split()
-        if len(out) != n:
-            raise RigError(f"{self.name}: asked for {n} samples, got {len(out)}")
-        return out
+        """n samples from one output path, on CPU 0, each checked for the
+        path's format."""
+        return check_samples(self.name, self.sh(f"{PIN} {READER} --samples {n} --path {path}"),
+                             n, path)
+
+    def pull(self, path, timeout=120):
+        """A guest file's bytes, through the RAM region vmgen-xfer writes."""
+        out = self.sh(f"{XFER} --at {XFER_GPA:#x} --size {XFER_BYTES} {path}",
+                      timeout=timeout)
+        if not out.isdigit():
+            raise RigError(f"{self.name}: vmgen-xfer {path}: {out[-200:]}")
+        with open(self.dir / "ram", "rb") as f:
+            f.seek(XFER_GPA)
+            magic, length = struct.unpack("<8sQ", f.read(16))
+            data = f.read(int(out))
+        if magic != b"VMGENXF1" or length != int(out) or len(data) != length:
+            raise RigError(f"{self.name}: vmgen-xfer {path}: the region holds "
+                           f"{magic!r}, {length} bytes, not {out}")
+        return data
 
     def kmsg(self, after=-1):
         """Kernel log records with a sequence number above after."""
@@ -299,15 +385,18 @@ class Guest:
         recs = self.kmsg()
         return recs[-1][0] if recs else -1
 
-    def after_boot(self):
+    def after_boot(self, booted=True):
         # kmemleak's own scans would race the ones health() makes, and
-        # what boot leaked is not the driver's: forget it.
+        # what boot leaked is not the driver's: forget it. A clone of a
+        # base that did this has only the base's reports to forget.
         if self.kernel.debug:
-            self.sh("k=/sys/kernel/debug/kmemleak; echo scan=off >$k &&"
-                    " echo scan >$k && echo clear >$k", timeout=300)
+            self.sh("k=/sys/kernel/debug/kmemleak; " + (
+                "echo scan=off >$k && echo scan >$k && " if booted else "") + "echo clear >$k",
+                timeout=300)
 
-    def health(self):
-        """Everything that says this guest is sick; empty if it is well."""
+    def health(self, leaks=True):
+        """Everything that says this guest is sick; empty if it is well.
+        Without leaks, kmemleak is not asked (it scans for seconds)."""
         problems = []
         token = secrets.token_hex(4)
         try:
@@ -318,25 +407,36 @@ class Guest:
             problems.append(f"{self.name}: agent did not acknowledge: {ack[:200]}")
         console = self.dir / "console.log"
         text = console.read_text(errors="replace") if console.exists() else ""
-        for line in text.splitlines():
+        lines = text.splitlines()
+        for line in lines:
             if SPLAT.search(line):
                 problems.append(f"{self.name}: console: {line.strip()[:200]}")
                 break
+        if not problems:
+            try:
+                lines = [t for _, t in self.kmsg()]
+            except RigError as err:
+                return [f"{self.name}: kernel log unreadable: {err}"]
+            for line in lines:
+                if SPLAT.search(line):
+                    problems.append(f"{self.name}: dmesg: {line[:200]}")
+                    break
+        bad = [v for v in map(impossible_eflags, lines) if v is not None]
+        if bad:
+            problems.append(f"{self.name}: a register dump shows EFLAGS {bad[0]:#x}, which "
+                            "no CPU holds: suspect the emulator first (see "
+                            "tools/vmgen-rig/tests/cx16-flags.c)")
         if problems:
             return problems
-        for seq, line in self.kmsg():
-            if SPLAT.search(line):
-                problems.append(f"{self.name}: dmesg #{seq}: {line[:200]}")
-                break
         taint = int(self.sh("cat /proc/sys/kernel/tainted"))
         if taint & ~TAINT_OK:
             problems.append(f"{self.name}: kernel tainted {taint:#x}")
         if self.kernel.debug:
             if self.sh("grep -c 'debug_locks: *1' /proc/lockdep_stats", check=False) != "1":
                 problems.append(f"{self.name}: lockdep turned itself off (debug_locks 0)")
-            leaks = self.kmemleak()
-            if leaks:
-                problems.append(f"{self.name}: kmemleak: {leaks}")
+            leaked = self.kmemleak() if leaks else ""
+            if leaked:
+                problems.append(f"{self.name}: kmemleak: {leaked}")
         return problems
 
     def kmemleak(self):
@@ -363,6 +463,82 @@ class Guest:
                 pass
 
 
+# rig boot options that a clone of a booted guest reproduces: the page's,
+# written while the clone is paused (option: how many values it takes),
+# and the driver's, loaded once the clone runs.
+PAGE_OPTS = {"--counter": 1, "--no-notify": 0, "--no-gen-counter": 0, "--magic": 1,
+             "--version": 1, "--size": 1}
+MACHINE_OPTS = {"--cpu": 1, "--icount": 0, "--smp": 1}
+KO = "/usr/lib/vmgen/vmgenid_vmclock.ko"
+
+
+def clone_plan(kernel, opts):
+    """How to get the guest `rig boot KERNEL OPTS` gives from a saved one:
+    (machine options, page options, driver options), or None where only a
+    boot will do (a kernel command line, another device)."""
+    machine, page, driver = [], [], {"load": True, "args": ""}
+    i = 0
+    while i < len(opts):
+        o = opts[i]
+        if o in PAGE_OPTS or o in MACHINE_OPTS:
+            n = PAGE_OPTS.get(o, MACHINE_OPTS.get(o))
+            (page if o in PAGE_OPTS else machine).extend(opts[i:i + 1 + n])
+            i += 1 + n
+        elif o == "--no-module" or (o == "--no-driver" and not kernel.builtin):
+            driver["load"] = False
+            i += 1
+        elif o == "--modargs":
+            driver["args"] = opts[i + 1].replace(",", " ")
+            i += 2
+        else:
+            return None
+    if kernel.builtin:
+        return None
+    # One base per machine, however its options are spelled.
+    pairs = {machine[j]: tuple(machine[j + 1:j + 1 + MACHINE_OPTS[machine[j]]])
+             for j in range(len(machine)) if machine[j] in MACHINE_OPTS}
+    for opt, default in (("--smp", ("2",)), ("--cpu", ("max",))):
+        if pairs.get(opt) == default:
+            del pairs[opt]
+    return tuple(x for k in sorted(pairs) for x in (k, *pairs[k])), page, driver
+
+
+class Bases:
+    """One booted guest per kernel and machine, saved: what every group's
+    guests are cloned from where a boot would give the same guest. A clone
+    takes a second or two where a boot takes fifteen to thirty."""
+
+    def __init__(self):
+        self.rig = None
+        self.states = {}
+
+    def get(self, kernel, machine):
+        key = (kernel.name, machine)
+        if key not in self.states:
+            if self.rig is None:
+                self.rig = Rig("bases")
+            g = self.rig.boot(f"base{len(self.states)}", kernel, "--no-module", *machine)
+            if "--icount" in machine:
+                # Idle, its clock skips ahead: past two minutes, the
+                # kernel's own reseeds (6.11 and later) come a minute apart.
+                g.sh("while [ $(cut -d. -f1 /proc/uptime) -lt 125 ]; do sleep 1; done",
+                     timeout=120)
+            problems = g.health()
+            if problems:
+                raise RigError("the base guest is not healthy: " + "; ".join(problems))
+            state = self.rig.save(g)
+            self.rig.down(g)
+            self.states[key] = (state, g.dir)
+        return self.states[key]
+
+    def remove(self):
+        if self.rig:
+            self.rig.remove()
+
+
+BASES = Bases()
+
+
 class Group:
     """The guests one group of tests used. Each is checked for health
     before it stops; the group's last test reports what was found."""
@@ -376,7 +552,24 @@ class Group:
         self.failed = False
 
     def boot(self, name, kernel, *opts):
-        return self.rig.boot(name, kernel, *opts)
+        """The guest `rig boot` gives with these options: a clone of the
+        kernel's saved base guest with its page and driver set up, or, where
+        the options need it, a guest booted afresh."""
+        plan = clone_plan(kernel, opts)
+        if plan is None:
+            return self.rig.boot(name, kernel, *opts)
+        machine, page, driver = plan
+        state, base = BASES.get(kernel, machine)
+        with step(f"Starting guest '{name}' ({kernel.name}) from its base"):
+            self.rig.run("clone", state, base, name, "--no-bump", "--paused")
+            g = Guest(self.rig, name, kernel)
+            self.rig.guests[name] = g
+            g.page("init", *(page if "--counter" in page else ["--counter", "1", *page]))
+            g.cont(ring=False)
+            if driver["load"] and not g.ok(f"insmod {KO} {driver['args']}"):
+                LOG.write(f"{name}: insmod failed, as a boot's would")
+        g.after_boot(booted=False)
+        return g
 
     def clones(self, *args, **kw):
         return self.rig.clones(*args, **kw)
