@@ -19,6 +19,9 @@
  *                            first 8 of the 32 bytes; a chance match of two
  *                            64-bit values is negligible at these counts)
  *   VMGEN_STALE_MS=N         how long to sample after the restore (1000)
+ *   VMGEN_STALE_EVERY=N      keep the first post-restore result and every
+ *                            Nth after it (1): the same calls in every
+ *                            clone, so that clones stay comparable
  *   VMGEN_STALE_VDSO=1       call the vDSO's getrandom() (Linux 6.11 and
  *                            later), found as ../vDSO finds it, instead of
  *                            the syscall: its per-thread state goes to the
@@ -198,10 +201,11 @@ static bool page_usable(const struct vmclock_abi *clk)
 static size_t sample_across_restore(const struct vmclock_abi *clk,
 				    struct sample *s, unsigned long long window_ns,
 				    unsigned long long timeout_ns, const char *ready_file,
-				    unsigned long long *gen_after)
+				    unsigned long every, unsigned long long *gen_after)
 {
 	unsigned long long gen0 = read_counter(clk), start = now_ns(), first = 0, gen;
 	unsigned char buf[SAMPLE_BYTES];
+	unsigned long calls = 0;
 	size_t n = 0;
 
 	for (;;) {
@@ -217,6 +221,8 @@ static size_t sample_across_restore(const struct vmclock_abi *clk,
 				return 0;
 			continue;
 		}
+		if (calls++ % every)
+			continue;
 		s[n].t_ns = now_ns();
 		memcpy(&s[n].head, buf, sizeof(s[n].head));
 		if (!n)
@@ -280,7 +286,9 @@ int main(void)
 	const char *env = getenv("VMGEN_RESTORE_TIMEOUT");
 	const char *out = getenv("VMGEN_SAMPLES_FILE");
 	const char *ms = getenv("VMGEN_STALE_MS");
+	const char *every = getenv("VMGEN_STALE_EVERY");
 	unsigned long long window_ns = (ms ? strtoull(ms, NULL, 10) : DEFAULT_MS) * 1000000ULL;
+	unsigned long nth = every ? strtoul(every, NULL, 10) : 1;
 	const struct vmclock_abi *clk;
 	unsigned long long gen0, gen = 0;
 	struct sample *s;
@@ -296,6 +304,8 @@ int main(void)
 			       "and restore the VM while this loops");
 	if (!window_ns)
 		ksft_exit_fail_msg("VMGEN_STALE_MS must be a positive number\n");
+	if (!nth)
+		ksft_exit_fail_msg("VMGEN_STALE_EVERY must be a positive number\n");
 	clk = map_page();
 	if (!page_usable(clk))
 		ksft_exit_skip("the vmclock page has no VM generation counter\n");
@@ -309,7 +319,7 @@ int main(void)
 		       SAMPLE_BYTES, gen0);
 	fflush(stdout);
 	n = sample_across_restore(clk, s, window_ns, atoi(env) * 1000000000ULL,
-				  getenv("VMGEN_READY_FILE"), &gen);
+				  getenv("VMGEN_READY_FILE"), nth, &gen);
 	ksft_test_result(n > 0, "counter moved from %llu to %llu\n",
 			 gen0, gen);
 	if (n)

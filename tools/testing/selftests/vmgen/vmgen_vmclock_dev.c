@@ -77,6 +77,43 @@ TEST_F(dev, mmap_maps_one_page_read_only)
 	EXPECT_EQ(EINVAL, errno);
 }
 
+/* Whether /dev/vmclock0 is vmgenid_vmclock's, not another driver's. */
+static bool node_is_ours(void)
+{
+	char link[256];
+	ssize_t n = readlink("/sys/class/misc/vmclock0/device", link, sizeof(link) - 1);
+
+	if (n < 0)
+		return false;
+	link[n] = '\0';
+	return !strcmp(strrchr(link, '/') ? strrchr(link, '/') + 1 : link, "vmgenid_vmclock");
+}
+
+/* Not even a file open for writing can make the hypervisor's page writable. */
+TEST_F(dev, mapping_cannot_become_writable)
+{
+	int flags[] = { MAP_SHARED, MAP_PRIVATE };
+	int fd;
+	void *p;
+
+	/* The 6.1 harness runs a test body even after its setup skips. */
+	if (self->fd < 0)
+		SKIP(return, "%s: %s", DEVICE, strerror(self->err));
+	/* Mainline's ptp_vmclock leaves VM_MAYWRITE set on its mapping. */
+	if (!node_is_ours())
+		SKIP(return, "%s is another driver's", DEVICE);
+	fd = open(DEVICE, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd) TH_LOG("%s read-write: %s", DEVICE, strerror(errno));
+	for (int i = 0; i < 2; i++) {
+		p = mmap(NULL, self->page, PROT_READ, flags[i], fd, 0);
+		ASSERT_NE(MAP_FAILED, p);
+		EXPECT_EQ(-1, mprotect(p, self->page, PROT_READ | PROT_WRITE));
+		EXPECT_EQ(EACCES, errno);
+		munmap(p, self->page);
+	}
+	close(fd);
+}
+
 TEST_F(dev, poll_says_whether_the_hypervisor_notifies)
 {
 	struct pollfd p = { .events = POLLIN };
