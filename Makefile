@@ -19,6 +19,7 @@
 #   make bench    stale outputs after a restore per mechanism, and the cost
 #                 of the patched kernel's check
 #   make mutants  build broken drivers and require the suite to catch each
+#   make soak     restores and clones over and over, every guest checked
 #
 # Build outputs go to $(O); slow, reusable ones (the guest rootfs, the
 # kernel build trees) to $(VMGEN_CACHE), keyed by their inputs. Every
@@ -50,13 +51,21 @@ deps:
 	tools/vmgen-rig/deps.sh
 
 # Stage the driver, its Kbuild file and the uapi header 6.1 lacks into one
-# folder: the same layout DKMS builds from.
+# folder: the same layout DKMS builds from. MUTANT=NAME breaks the driver
+# with tools/vmgen-rig/mutants/NAME.patch first. A file is copied only when
+# it differs, with a new time: a build that staged another version there
+# (a mutant) is rebuilt, and an unchanged one is not.
+stage = cmp -s $(1) $(2) || cp $(1) $(2)
 module:
 	@test -d "$(KDIR)" || { echo "module: no kernel build tree at '$(KDIR)';" \
 	    "install linux-headers-amd64 (make deps) or set KDIR=" >&2; exit 1; }
 	mkdir -p $(MOD)/include/uapi/linux
-	cp -p tools/dkms/Kbuild drivers/virt/vmgenid_vmclock.c $(MOD)/
-	cp -p include/uapi/linux/vmclock-abi.h $(MOD)/include/uapi/linux/
+	$(call stage,tools/dkms/Kbuild,$(MOD)/Kbuild)
+	$(call stage,include/uapi/linux/vmclock-abi.h,$(MOD)/include/uapi/linux/vmclock-abi.h)
+	$(if $(MUTANT),patch -s -o $(MOD)/vmgenid_vmclock.c.mutant drivers/virt/vmgenid_vmclock.c \
+	    <tools/vmgen-rig/mutants/$(MUTANT).patch)
+	$(call stage,$(if $(MUTANT),$(MOD)/vmgenid_vmclock.c.mutant,drivers/virt/vmgenid_vmclock.c),\
+	    $(MOD)/vmgenid_vmclock.c)
 	$(MAKE) -C $(KDIR) M=$(MOD) modules
 
 # The test-only modules of tools/vmgen-rig/faults, for the stock kernel.
@@ -114,43 +123,54 @@ skver = $(shell tools/vmgen-rig/kernel.sh version $*)
 # DKMS compresses the module the way the kernel's own are (6.12: xz).
 dkms_ko = $(firstword $(wildcard $(foreach z,.ko .ko.xz .ko.zst,\
 	  /lib/modules/$(skver)/updates/dkms/vmgenid_vmclock$(z))))
+# With MUTANT=NAME, the folder is mutant-NAME.stock-BASE: the same files,
+# the driver (DKMS's copy too) broken by NAME.patch.
+kname = $(if $(MUTANT),mutant-$(MUTANT).)$(1)
 kernel-stock-%: rig-tools
 	$(MAKE) module test-modules KDIR=/lib/modules/$(skver)/build MOD=$(O)/module-$* \
-	    TESTMOD=$(O)/test-modules-$*
-	$(RIG_MAKE) kernel NAME=stock-$* BASE=$* DRIVER=module PATCHED=0 DEBUG=0 \
+	    TESTMOD=$(O)/test-modules-$* MUTANT=
+	$(if $(MUTANT),$(MAKE) module KDIR=/lib/modules/$(skver)/build \
+	    MOD=$(O)/mutants/$(call kname,stock-$*))
+	$(RIG_MAKE) kernel NAME=$(call kname,stock-$*) BASE=$* DRIVER=module PATCHED=0 DEBUG=0 \
 	    KVER=$(skver) VMLINUZ=$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE) $*) \
-	    MODULE=$(O)/module-$*/vmgenid_vmclock.ko \
-	    STANDIN=$(O)/test-modules-$*/vmclock_standin.ko STOCK_MODULES="wireguard veth" \
-	    $(if $(dkms_ko),DKMS_MODULE=$(dkms_ko))
+	    MODULE=$(if $(MUTANT),$(O)/mutants/$(call kname,stock-$*),$(O)/module-$*)/vmgenid_vmclock.ko \
+	    STANDIN=$(O)/test-modules-$*/vmclock_standin.ko STOCK_MODULES="wireguard veth nvme-fabrics" \
+	    $(if $(MUTANT),DKMS_MODULE=$(O)/mutants/$(call kname,stock-$*)/vmgenid_vmclock.ko,\
+	    $(if $(dkms_ko),DKMS_MODULE=$(dkms_ko)))
 
 # patched-BASE-VARIANT: tools/kernel-tree/build.sh's incremental build.
 pbase = $(word 1,$(subst -, ,$*))
 pvar = $(word 2,$(subst -, ,$*))
+# A mutant of the kernel (a patch to random.c or the vDSO, not to the
+# driver) is a kernel build of its own (tools/kernel-tree/build.sh).
+kmutant = $(if $(MUTANT),$(if $(shell grep -l '^+++ b/drivers/virt/' \
+	  tools/vmgen-rig/mutants/$(MUTANT).patch),,$(CURDIR)/tools/vmgen-rig/mutants/$(MUTANT).patch))
+dmutant = $(if $(MUTANT),$(if $(kmutant),,1))
 kernel-patched-%: rig-tools
-	obj=$$(tools/kernel-tree/build.sh $(pbase) $(pvar) $(VMGEN_CACHE)) && \
-	$(RIG_MAKE) kernel NAME=patched-$* BASE=$(pbase) PATCHED=1 DEBUG=1 \
+	obj=$$(tools/kernel-tree/build.sh $(pbase) $(pvar) $(VMGEN_CACHE) $(kmutant)) && \
+	$(if $(dmutant),$(MAKE) module KDIR=$$obj MOD=$(O)/mutants/$(call kname,patched-$*) && ) \
+	$(RIG_MAKE) kernel NAME=$(call kname,patched-$*) BASE=$(pbase) PATCHED=1 DEBUG=1 \
 	    KVER=$$(cat $$obj/.release) VMLINUZ=$$obj/arch/x86/boot/bzImage \
 	    $(if $(filter m,$(pvar)),DRIVER=module \
-	    MODULE=$$obj/drivers/virt/vmgenid_vmclock.ko \
+	    MODULE=$(if $(dmutant),$(O)/mutants/$(call kname,patched-$*),$$obj/drivers/virt)/vmgenid_vmclock.ko \
 	    STANDIN=$$obj/test-modules/vmclock_standin.ko,DRIVER=builtin)
 
 kernels: $(addprefix kernel-,$(KERNELS))
 
-# build/kernels/mutant-NAME: the stock kernel with a driver broken on
-# purpose by tools/vmgen-rig/mutants/NAME.patch (make mutants).
-MUTANTS := $(basename $(notdir $(wildcard tools/vmgen-rig/mutants/*.patch)))
-mutant-%: rig-tools
-	rm -rf $(O)/mutants/$* && mkdir -p $(O)/mutants/$*/include/uapi/linux
-	cp -p tools/dkms/Kbuild $(O)/mutants/$*/
-	cp -p include/uapi/linux/vmclock-abi.h $(O)/mutants/$*/include/uapi/linux/
-	patch -s -o $(O)/mutants/$*/vmgenid_vmclock.c drivers/virt/vmgenid_vmclock.c \
-	    tools/vmgen-rig/mutants/$*.patch
-	$(MAKE) -C $(KDIR) M=$(O)/mutants/$* modules
-	$(RIG_MAKE) kernel NAME=mutant-$* BASE=6.1 DRIVER=module PATCHED=0 DEBUG=0 \
-	    KVER=$(KVER) VMLINUZ=$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE)) \
-	    MODULE=$(O)/mutants/$*/vmgenid_vmclock.ko
+# build/kernels/mutant-NAME.KERNEL: KERNEL's guest files with the driver,
+# or random.c or the vDSO, broken on purpose by
+# tools/vmgen-rig/mutants/NAME.patch (make mutants): on the kernels its
+# "Kernels:" line names (the stock and patched reference ones by default).
+MUTANTS ?= $(basename $(notdir $(wildcard tools/vmgen-rig/mutants/*.patch)))
+mrefs = $(or $(shell sed -n 's/^Kernels: //p' tools/vmgen-rig/mutants/$(1).patch),$(MUTANT_REFS))
+# What make check runs (tools/vmgen-rig/suite check has the same default).
+CHECK_MUTANTS := backstop-only late-reseed
+MUTANT_REFS ?= stock-6.1 patched-6.1-m
+mname = $(firstword $(subst ., ,$*))
+kernel-mutant-%:
+	$(MAKE) kernel-$(patsubst $(mname).%,%,$*) MUTANT=$(mname)
 
-mutant-kernels: $(addprefix mutant-,$(MUTANTS))
+mutant-kernels: $(foreach m,$(MUTANTS),$(foreach r,$(call mrefs,$(m)),kernel-mutant-$(m).$(r)))
 
 # The rig, and the guest kernel `rig boot` uses by default: Debian's 6.1
 # with the module, or GUEST_KERNEL= (a bzImage) with GUEST_MODULE= (a .ko,
@@ -179,8 +199,8 @@ check-build: deps
 	@for k in $(PATCHED_KERNELS); do \
 	    $(STEP) "Building the $$k kernel (cached, incremental)" \
 	        $(MAKE) kernel-$$k || true; done
-	@$(STEP) "Building the mutants (drivers broken on purpose)" \
-	    $(MAKE) -k mutant-kernels || true
+	@$(STEP) "Building the mutants make check runs (drivers broken on purpose)" \
+	    $(MAKE) -k mutant-kernels MUTANTS="$(CHECK_MUTANTS)" MUTANT_REFS=stock-6.1 || true
 
 check: check-build
 	tools/vmgen-rig/suite check
@@ -196,11 +216,15 @@ bench: check-build
 faults: check-build
 	tools/vmgen-rig/suite faults
 
+soak: check-build
+	tools/vmgen-rig/suite soak
+
 mutants: check-build
+	@$(STEP) "Building every mutant on $(MUTANT_REFS)" $(MAKE) -k mutant-kernels || true
 	tools/vmgen-rig/suite mutants
 
 clean:
 	rm -rf $(O)
 
 .PHONY: all deps module test-modules kernel-tree kernel dkms-install patches kselftest \
-	rig-tools kernels mutant-kernels rig check-build check demo bench faults mutants clean
+	rig-tools kernels mutant-kernels rig check-build check demo bench faults mutants soak clean

@@ -11,7 +11,14 @@
 # Prints the build folder: arch/x86/boot/bzImage, .release, and for =m
 # drivers/virt/vmgenid_vmclock.ko and test-modules/vmclock_standin.ko.
 #
-# usage: build.sh BASE VARIANT CACHE_DIR    (BASE: 6.1 or 6.12; VARIANT: y or m)
+# With MUTANT_PATCH, a patch to the kernel (random.c, the vDSO), the same
+# kernel is built broken on purpose into a folder of its own, started as a
+# copy of the variant's: the patch is applied to the tree for that build
+# only, and the files it touched are then put back as they were, times
+# included, so that neither build sees the other's.
+#
+# usage: build.sh BASE VARIANT CACHE_DIR [MUTANT_PATCH]
+#        (BASE: 6.1 or 6.12; VARIANT: y or m)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +26,7 @@ top=$(cd "$here/../.." && pwd)
 base=${1:?usage: build.sh BASE VARIANT CACHE_DIR}
 v=${2:?usage: build.sh BASE VARIANT CACHE_DIR}
 cache=${3:?usage: build.sh BASE VARIANT CACHE_DIR}
+mutant=${4:-}
 case "$v" in y|m) ;; *) echo "build: VARIANT is y or m, not '$v'" >&2; exit 2 ;; esac
 
 pristine=$("$here/source.sh" "$base" "$cache")
@@ -86,6 +94,22 @@ check_config "$obj/vmgen.fragment"
 echo "build: linux-$base =$v in $obj ($(nproc) jobs)" >&2
 make -s -C "$src" O="$obj" -j"$(nproc)" bzImage modules >&2
 make -s --no-print-directory -C "$src" O="$obj" kernelrelease >"$obj/.release"
+if [ -n "$mutant" ]; then
+	mobj=$obj-$(basename "$mutant" .patch)
+	[ -e "$mobj/.release" ] || { rm -rf "$mobj" && cp -a "$obj" "$mobj"; }
+	keep=$stage.keep
+	mkdir -p "$keep"
+	mapfile -t hit < <(grep '^+++ b/' "$mutant" | sed 's|^+++ b/||; s|\t.*||')
+	for f in "${hit[@]}"; do
+		mkdir -p "$keep/$(dirname "$f")"
+		cp -p "$src/$f" "$keep/$f"
+	done
+	trap 'for f in "${hit[@]}"; do cp -p "$keep/$f" "$src/$f"; done; rm -rf "$stage" "$keep"' EXIT
+	patch -d "$src" -p1 --batch --forward -s <"$mutant"
+	echo "build: linux-$base =$v with $(basename "$mutant") in $mobj" >&2
+	make -s -C "$src" O="$mobj" -j"$(nproc)" bzImage modules >&2
+	obj=$mobj
+fi
 if [ "$v" = m ]; then
 	# The rig's stand-in for ptp_vmclock.
 	mkdir -p "$obj/test-modules"

@@ -12,6 +12,7 @@ cases), or on the stock one of them (icount clones, life beside
 ptp_vmclock), which keeps make check within CI's time.
 """
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass
@@ -30,6 +31,12 @@ class Kernel:
 
     def __str__(self):
         return self.name
+
+    @property
+    def rng_vvar(self):
+        """Where the crng's generation is in the vDSO's data page, on
+        kernels whose vDSO has getrandom(); -1 on the others."""
+        return {"6.12": 640}.get(self.base, -1)
 
     def conf(self):
         return rig.kernel_conf(self.name)
@@ -57,14 +64,25 @@ KERNELS = {k.name: k for k in (
 )}
 
 
+def mutant_of(name):
+    """(mutant, reference kernel) for mutant-NAME.KERNEL, else None."""
+    if not name.startswith("mutant-") or "." not in name:
+        return None
+    mutant, _, ref = name.removeprefix("mutant-").partition(".")
+    return mutant, ref
+
+
 @functools.cache
 def kernel(name):
-    """A kernel of the table, or a mutant: the stock kernel whose driver
-    tools/vmgen-rig/mutants/NAME.patch broke on purpose. One object per
-    name: pytest keeps a class's fixtures only while the parameter is the
-    same object, so a fresh one per test would boot a guest per test."""
-    if name.startswith("mutant-"):
-        return Kernel(name, "6.1", patched=False, builtin=False, debug=False, reference=True)
+    """A kernel of the table, or a mutant: mutant-NAME.KERNEL is KERNEL with
+    its driver (or its random.c) broken on purpose by
+    tools/vmgen-rig/mutants/NAME.patch, planned with every test KERNEL is.
+    One object per name: pytest keeps a class's fixtures only while the
+    parameter is the same object, so a fresh one per test would boot a
+    guest per test."""
+    m = mutant_of(name)
+    if m:
+        return dataclasses.replace(kernel(m[1]), name=name)
     if name == "custom":
         return Kernel(name, "custom", patched=False, builtin=False, debug=False)
     if name not in KERNELS:

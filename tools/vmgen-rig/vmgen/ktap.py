@@ -61,6 +61,11 @@ class Ktap:
         self.emit("KTAP version 1")
         self.emit(f"1..{len(self.items)}")
 
+    def statuses(self):
+        """The results so far, by test name: "ok", "not ok" or "skip"."""
+        return {test_name(it): self.outcome[it.nodeid][0]
+                for it in self.items if it.nodeid in self.outcome}
+
     def pytest_internalerror(self, excrepr, excinfo):
         # Without pytest's terminal, nothing else would show it.
         self.diag("internal error of the test harness:")
@@ -146,6 +151,21 @@ def report(config, line, last=False):
     """Queue a summary line to print just before the totals (or, with
     last, after them: a suite's own verdict line)."""
     config.stash.setdefault(report_key, []).append((last, line))
+
+
+def results(text):
+    """The top-level results of a run's KTAP: {name: (status, reason)}, the
+    reason being the first diagnostic line after a "not ok"."""
+    lines, out = text.splitlines(), {}
+    for i, line in enumerate(lines):
+        m = re.match(r"(not ok|ok) \d+ (\S+)(?: # (SKIP))?", line)
+        if not m:
+            continue
+        status = "skip" if m.group(3) else m.group(1)
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        out[m.group(2)] = (status, nxt[2:] if status == "not ok" and nxt.startswith("# ")
+                           else "")
+    return out
 
 
 def verdicts(text, skip_ok=False):
