@@ -32,7 +32,7 @@ import pytest
 from vmgen import ktap
 from vmgen.kernels import KERNELS
 from vmgen.observe import KST, stale_pair
-from vmgen.rig import BUILD, READER, Group, log
+from vmgen.rig import BUILD, PIN, READER, Group, log
 
 ROUNDS = int(os.environ.get("VMGEN_BENCH_ROUNDS", "4"))
 RATE_MS = int(os.environ.get("VMGEN_BENCH_RATE_MS", "1000"))
@@ -57,9 +57,9 @@ MECHANISMS = {
 }
 RATES = {
     # name: (kernel, the rate command, bound on off/on)
-    "syscall": ("patched-6.1-m", f"{READER} --rate {RATE_MS}", MAX_RATIO),
+    "syscall": ("patched-6.1-m", f"{PIN} {READER} --rate {RATE_MS}", MAX_RATIO),
     "vdso": ("patched-6.12-m", f"VMGEN_STALE_VDSO=1 VMGEN_STALE_RATE_MS={RATE_MS} "
-             f"{KST}/vmgen/vmgen_stale", MAX_RATIO_VDSO),
+             f"{PIN} {KST}/vmgen/vmgen_stale", MAX_RATIO_VDSO),
 }
 RESULTS = {}
 

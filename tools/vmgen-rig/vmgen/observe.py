@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: GPL-2.0
 """What tests read from a guest after a restore, in one place."""
 
+import re
 import time
 from dataclasses import dataclass, field
 
-from .rig import GEN_CHANGE, KMSG, READER, SYSDEV, GuestGone, RigError
+from .rig import GEN_CHANGE, KMSG, PIN, READER, SYSDEV, GuestGone, RigError, check_samples
 
-NOTIFICATIONS = "/sys/kernel/debug/vmgenid_vmclock/notifications"
+# Longer than a backstop period and a uevent gap: a second reseed or uevent
+# for one change would show by then.
+QUIET_S = 1.2
 
 
 def shared(a, b):
@@ -16,8 +19,9 @@ def shared(a, b):
 
 def uevents(g):
     """The generations named by the NEW_VMGENID uevents udev saw, in order
-    (the rig's rule appends one line per uevent)."""
-    return [int(x) for x in g.sh("cat /run/vmgen/uevents 2>/dev/null; true").split()]
+    (the rig's rule appends one line per uevent), once udev is done."""
+    return [int(x) for x in g.sh("udevadm settle --timeout=30; "
+                                 "cat /run/vmgen/uevents 2>/dev/null; true").split()]
 
 
 def udev_history(g):
@@ -25,13 +29,15 @@ def udev_history(g):
     return [int(x) for x in g.sh("cat /run/vmgenid/history 2>/dev/null; true").split()]
 
 
+def ged_interrupts(g):
+    """The doorbell's interrupts so far (the GED line of /proc/interrupts):
+    how many notifications the hypervisor's rings became."""
+    line = g.sh("grep ACPI:Ged /proc/interrupts")
+    return sum(int(x) for x in line.split()[1:] if x.isdigit())
+
+
 def restores(g):
     return int(g.attr("restores"))
-
-
-def notifications(g):
-    """The ACPI notifications the driver's handler received (debugfs)."""
-    return int(g.sh(f"cat {NOTIFICATIONS}"))
 
 
 @dataclass
@@ -44,44 +50,45 @@ class Restore:
     history: list = field(default_factory=list)
     samples: list = field(default_factory=list)
     random_c_reseeds: int = 0	# random.c's own lines, patched kernels
-    notifications: int = -1
     rngd: bool = True
 
 
-def settle(g, want_restores, since=-1, quiet_s=2.0):
-    """Wait for the driver to count want_restores, then quiet_s more (a
-    second event, if any, would show by then: 20 polls, two backstop
-    checks), and read everything a test judges. A driver that never
-    counts the restore fails the tests that judge the counts, not the
-    setup: a mutant that ignores a restore must be caught by a verdict."""
+def settle(g, want_restores, since=-1, timeout=10):
+    """Wait for the driver to count want_restores, then QUIET_S more, and
+    read everything a test judges. A driver that never counts the restore
+    fails the tests that judge the counts, not the setup: a mutant that
+    ignores a restore must be caught by a verdict. How soon it counts is
+    for the window tests (test_window.py) to judge."""
     try:
         g.wait(f"restores to reach {want_restores}",
-               lambda: restores(g) >= want_restores, timeout=30)
+               lambda: restores(g) >= want_restores, timeout=timeout)
     except GuestGone:
         raise
     except RigError:
         pass
-    time.sleep(quiet_s)
+    time.sleep(QUIET_S)
     r = Restore(counter=g.counter())
-    gen, n, ev, hist, notes, samples, kmsg = g.each(
+    gen, n, ev, hist, samples, kmsg = g.each(
         f"cat {SYSDEV}/generation", f"cat {SYSDEV}/restores",
-        "cat /run/vmgen/uevents 2>/dev/null", "cat /run/vmgenid/history 2>/dev/null",
-        f"cat {NOTIFICATIONS}", f"{READER} --samples 64", f"{KMSG} {since}")
+        "udevadm settle --timeout=30; cat /run/vmgen/uevents 2>/dev/null",
+        "cat /run/vmgenid/history 2>/dev/null",
+        f"{PIN} {READER} --samples 64", f"{KMSG} {since}")
     r.generation, r.restores = int(gen), int(n)
     r.uevents = [int(x) for x in ev.split()]
     r.history = [int(x) for x in hist.split()]
-    r.notifications = int(notes)
-    r.samples = samples.split()
+    r.samples = check_samples(g.name, samples, 64)
     r.random_c_reseeds = kmsg.count(GEN_CHANGE)
-    require(len(r.samples) == 64, f"{g.name}: {len(r.samples)} samples, not 64")
     return r
 
 
-def reseed(g):
-    """Reseed now, so that only a restore can explain shared output, not
-    the age of the key (6.1 reseeds on use once it is older than uptime/2
-    in the first two minutes)."""
-    g.sh(f"{READER} --reseed")
+def quiesce(g):
+    """Reseed now and, where the kernel also reseeds on a timer (6.11 and
+    later, every uptime/2 in the first two minutes, then every minute),
+    wait for that one: then no reseed of the kernel's own comes for a
+    while, and only a restore can explain output that clones do not share.
+    6.1 reseeds on use once the key is older than that interval, which the
+    reseed puts off. Under --icount an idle guest gets there at once."""
+    g.sh(f"{READER} --quiesce {g.kernel.rng_vvar}", timeout=200)
 
 
 def wait_file(g, path, timeout=30):
@@ -94,10 +101,14 @@ def require(cond, why):
 
 
 __all__ = ["shared", "uevents", "udev_history", "restores", "Restore", "settle",
-           "reseed", "wait_file", "require", "SYSDEV"]
+           "quiesce", "wait_file", "require", "SYSDEV"]
 
 
 KST = "/usr/lib/vmgen/kselftest"
+
+
+STALE = "/run/vmgen/stale"
+STALE_ROW = re.compile(r"(\d+) ([0-9a-f]{16})")
 
 
 @dataclass
@@ -105,7 +116,7 @@ class Stale:
     """vmgen_stale's post-restore samples from two clones of one save."""
     one: list		# (microseconds since clone 1's first sample, hex)
     two: list
-    logs: list		# the runner's output in each clone
+    logs: list		# vmgen_stale's KTAP in each clone
 
     @property
     def shared(self):
@@ -119,31 +130,75 @@ class Stale:
         theirs = {h for _, h in self.two}
         return next((t for t, h in self.one if h not in theirs), -1)
 
+    @property
+    def span_us(self):
+        """How long clone 1 sampled after the restore."""
+        return self.one[-1][0] if self.one else 0
+
+
+def stale_start(g, tag="sys", window_ms=500, vdso=False, cpu=0, every=1):
+    """Start vmgen_stale on one CPU, looping getrandom(32) (through the vDSO
+    if vdso) until the counter moves; return once it loops."""
+    env = (f"VMGEN_RESTORE_TIMEOUT=300 VMGEN_STALE_MS={window_ms} VMGEN_STALE_VDSO={int(vdso)} "
+           f"VMGEN_STALE_EVERY={every} VMGEN_READY_FILE={STALE}-{tag}.ready "
+           f"VMGEN_SAMPLES_FILE={STALE}-{tag}.txt")
+    g.sh(f"rm -f {STALE}-{tag}.*; cd {KST}/vmgen && {env} taskset -c {cpu} ./vmgen_stale "
+         f">{STALE}-{tag}.log 2>&1 &")
+    wait_file(g, f"{STALE}-{tag}.ready")
+
+
+def stale_stop(g):
+    """End every vmgen_stale of a guest that goes on running."""
+    g.sh("while p=$(pidof vmgen_stale); do kill $p; sleep 0.1; done")
+
+
+def stale_collect(c, tag="sys", timeout=150):
+    """One clone's vmgen_stale: (its post-restore samples, its KTAP)."""
+    log = f"{STALE}-{tag}.log"
+    c.wait(f"vmgen_stale ({tag}) to finish", lambda: c.ok(f"grep -q '^# Totals:' {log}"),
+           timeout=timeout)
+    rows = c.pull(f"{STALE}-{tag}.txt").decode().splitlines()
+    bad = [r for r in rows if not STALE_ROW.fullmatch(r)]
+    require(rows and not bad, f"{c.name}: {len(rows)} vmgen_stale ({tag}) samples"
+            + (f"; not a sample: {bad[0][:80]!r}" if bad else ""))
+    return [(int(t), h) for t, h in (r.split() for r in rows)], c.sh(f"cat {log}")
+
+
+def stale_pairs(pair, tags=("sys",)):
+    """Each reader's Stale across the two clones of a pair."""
+    got = [[stale_collect(c, t) for t in tags] for c in pair]
+    return {t: Stale(got[0][i][0], got[1][i][0], [got[0][i][1], got[1][i][1]])
+            for i, t in enumerate(tags)}
+
 
 def stale_pair(group, kernel, name, *boot, window_ms=500, clone_opts=(), vdso=False):
     """Boot a guest looping getrandom(32) (vmgen_stale), through the vDSO if
     @vdso, save it while it loops, continue two clones together, and return
     their samples."""
     g = group.boot(name, kernel, *boot)
-    g.sh(f"cd {KST} && VMGEN_RESTORE_TIMEOUT=150 VMGEN_STALE_MS={window_ms} "
-         f"VMGEN_STALE_VDSO={int(vdso)} "
-         f"VMGEN_READY_FILE=/run/vmgen/stale.ready VMGEN_SAMPLES_FILE=/run/vmgen/stale.txt "
-         f"./run_kselftest.sh -t vmgen:vmgen_stale >/run/vmgen/stale.log 2>&1 &")
-    wait_file(g, "/run/vmgen/stale.ready")
-    reseed(g)
+    quiesce(g)
+    stale_start(g, window_ms=window_ms, vdso=vdso)
     state = group.save(g)
     pair = group.clones(state, g, [f"{name}-1", f"{name}-2"], *clone_opts)
-    samples, logs = [], []
-    for c in pair:
-        c.wait("vmgen_stale to finish", lambda c=c: c.ok(
-            "grep -qE '^(not )?ok [0-9]+ selftests: vmgen: vmgen_stale' /run/vmgen/stale.log"),
-            timeout=150)
-        logs.append(c.sh("cat /run/vmgen/stale.log"))
-        rows = [ln.split() for ln in c.sh("cat /run/vmgen/stale.txt", timeout=120).splitlines()]
-        samples.append([(int(t), h) for t, h in rows])
-    require(samples[0] and samples[1], f"no post-restore samples from {name}'s clones")
+    out = stale_pairs(pair)["sys"]
     group.down(*pair)
-    return Stale(samples[0], samples[1], logs)
+    return out
+
+
+def kst_start(g, test, log, timeout=120):
+    """Start a selftest that waits for a restore; return once it is armed."""
+    g.sh(f"rm -f /run/vmgen/{test}.ready; cd {KST} && VMGEN_RESTORE_TIMEOUT={timeout} "
+         f"VMGEN_READY_FILE=/run/vmgen/{test}.ready "
+         f"./run_kselftest.sh -t vmgen:{test} >{log} 2>&1 &")
+    wait_file(g, f"/run/vmgen/{test}.ready")
+
+
+def kst_collect(g, test, log):
+    """The runner's output once it reported the test, ok or not."""
+    g.wait(f"{test} to finish",
+           lambda: g.ok(f"grep -qE '^(not )?ok [0-9]+ selftests: vmgen: {test}' {log}"),
+           timeout=200)
+    return g.sh(f"cat {log}")
 
 
 WG = "/usr/lib/vmgen/wg-pair"
