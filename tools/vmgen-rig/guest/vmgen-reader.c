@@ -10,9 +10,11 @@
  *                                    print N samples, one per line, each
  *                                    from its own call of output path P:
  *                                    getrandom (default), urandom, uuid
- *                                    (get_random_bytes()), or udp (the
- *                                    batched get_random_u32(), through the
- *                                    ephemeral ports of four UDP binds)
+ *                                    (get_random_bytes()), udp (the batched
+ *                                    get_random_u32(), through the ephemeral
+ *                                    ports of four UDP binds) or aslr (the
+ *                                    batched get_random_u64(), through where
+ *                                    exec places a new program's stack)
  *   vmgen-reader --on-restore --samples N --path P[,P...]
  *                                    wait until the hypervisor moves the
  *                                    VM generation counter, then sample as
@@ -27,13 +29,20 @@
  *                                    call spans a move of the counter, then
  *                                    print a hash of that call's last 64 KB
  *   vmgen-reader --reseed            force a crng reseed now (root), exit
+ *   vmgen-reader --quiesce OFFSET    reseed, then, if OFFSET >= 0, wait until
+ *                                    the kernel reseeds on its own schedule:
+ *                                    OFFSET is where the crng's generation is
+ *                                    in the vDSO's data page ([vvar]), which
+ *                                    kernels with the vDSO's getrandom() have
  *   vmgen-reader --rate MS           call getrandom(32) for MS ms, print the
  *                                    calls per second, exit (make bench)
  *
  * --reseed lets a test take a snapshot right after a reseed: 6.1 reseeds on
  * use once the key is older than uptime/2 (first two minutes) or 60 s, and
  * a test that wants to show clones *would* share output must read before
- * that happens on its own.
+ * that happens on its own. Later kernels also reseed from delayed work whose
+ * time RNDRESEEDCRNG leaves as it was: --quiesce waits for that one, after
+ * which the next is the same interval away.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,6 +58,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <endian.h>
@@ -57,13 +67,14 @@
 #define GEN_PATH "/sys/bus/platform/devices/vmgenid_vmclock/generation"
 
 #define USAGE "usage: vmgen-reader [--interval-ms N] | --once BYTES (1..4096) |" \
-	      " --samples N [--path getrandom|urandom|uuid|udp]" \
+	      " --samples N [--path getrandom|urandom|uuid|udp|aslr]" \
 	      " [--on-restore | --after-reseed MS] |" \
-	      " --big-read MB [--path getrandom|urandom] | --reseed | --rate MS\n"
+	      " --big-read MB [--path getrandom|urandom] | --reseed | --quiesce OFFSET |" \
+	      " --rate MS\n"
 
 enum { SAMPLE_BYTES = 16, MAX_ONCE = 4096, EXIT_USAGE = 2, RATE_BYTES = 32,
        RATE_BATCH = 256, MAX_SAMPLES = 100000, UDP_BINDS = 4, MAX_BIG_MB = 256,
-       TAIL_BYTES = 65536 };
+       TAIL_BYTES = 65536, QUIESCE_MS = 150000, MAX_VVAR_OFFSET = 4088 };
 
 static int print_random(size_t len)
 {
@@ -121,6 +132,35 @@ static int udp_port(void)
 	return port;
 }
 
+/*
+ * Where exec put the stack of a fresh copy of this program: the kernel draws
+ * it with get_random_long(), the batched get_random_u64() on 64-bit.
+ */
+static int exec_stack(char *out, size_t len)
+{
+	int pipefd[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(pipefd))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		dup2(pipefd[1], STDOUT_FILENO);
+		execl("/proc/self/exe", "vmgen-reader", "--stack-address", (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	n = pid < 0 ? -1 : read(pipefd[0], out, len - 1);
+	close(pipefd[0]);
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) || n <= 0)
+		return -1;
+	out[n] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	return 0;
+}
+
 /* One sample from @path into @out (a line without its newline). */
 static int sample(const char *path, char *out, size_t len)
 {
@@ -153,6 +193,8 @@ static int sample(const char *path, char *out, size_t len)
 		out[strcspn(out, "\n")] = '\0';
 		return 0;
 	}
+	if (!strcmp(path, "aslr"))
+		return exec_stack(out, len);
 	/* udp: one port is about 15 bits; four make a sample. */
 	for (i = 0, *out = '\0'; i < UDP_BINDS; i++) {
 		port = udp_port();
@@ -166,7 +208,7 @@ static int sample(const char *path, char *out, size_t len)
 
 static int known_path(const char *p, size_t len)
 {
-	static const char * const paths[] = { "getrandom", "urandom", "uuid", "udp" };
+	static const char * const paths[] = { "getrandom", "urandom", "uuid", "udp", "aslr" };
 
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (len == strlen(paths[i]) && !strncmp(p, paths[i], len))
@@ -268,6 +310,7 @@ static int big_read(long mb, const char *path)
 }
 
 static void read_generation(char *out, size_t len);
+static int reseed(void);
 
 /*
  * Wait, asking the kernel for no random byte, until the hypervisor updates
@@ -331,6 +374,49 @@ static int reseed(void)
 	return ret;
 }
 
+/* The vDSO's data page: the start of [vvar] in this process, or NULL. */
+static const volatile unsigned char *vvar_page(void)
+{
+	unsigned long start = 0;
+	char line[256];
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, "[vvar]") && sscanf(line, "%lx-", &start) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (const volatile unsigned char *)start;
+}
+
+static int quiesce(long offset)
+{
+	const volatile unsigned char *vvar;
+	struct timespec tick = { 0, 1000000 };
+	unsigned long long g0;
+	long ms;
+
+	if (reseed())
+		return -1;
+	if (offset < 0)
+		return 0;
+	vvar = vvar_page();
+	if (!vvar) {
+		fprintf(stderr, "vmgen-reader: no [vvar] mapping\n");
+		return -1;
+	}
+	g0 = *(const volatile unsigned long long *)(vvar + offset);
+	for (ms = 0; *(const volatile unsigned long long *)(vvar + offset) == g0; ms++) {
+		if (ms == QUIESCE_MS) {
+			fprintf(stderr, "vmgen-reader: the crng's generation stayed %llu for %d s\n",
+				g0, QUIESCE_MS / 1000);
+			return -1;
+		}
+		nanosleep(&tick, NULL);
+	}
+	return 0;
+}
+
 static void read_generation(char *out, size_t len)
 {
 	int fd = open(GEN_PATH, O_RDONLY);
@@ -352,17 +438,19 @@ int main(int argc, char **argv)
 		{ "interval-ms", required_argument, NULL, 'i' },
 		{ "once", required_argument, NULL, 'o' },
 		{ "reseed", no_argument, NULL, 'r' },
+		{ "quiesce", required_argument, NULL, 'q' },
 		{ "rate", required_argument, NULL, 'R' },
 		{ "samples", required_argument, NULL, 's' },
 		{ "path", required_argument, NULL, 'p' },
 		{ "on-restore", no_argument, NULL, 'w' },
 		{ "big-read", required_argument, NULL, 'b' },
 		{ "after-reseed", required_argument, NULL, 'a' },
+		{ "stack-address", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
 	};
 	long interval_ms = 20, once = 0, rate_ms, nsamples = 0, big_mb = 0;
-	long reseed_ms = 0;
+	long reseed_ms = 0, offset;
 	char *path = "getrandom";
 	int on_restore = 0;
 	unsigned long long seq;
@@ -388,6 +476,12 @@ int main(int argc, char **argv)
 			return print_rate(rate_ms) ? EXIT_FAILURE : 0;
 		case 'r':
 			return reseed() ? EXIT_FAILURE : 0;
+		case 'q':
+			offset = strtol(optarg, &end, 10);
+			if (*end || offset < -1 || offset > MAX_VVAR_OFFSET ||
+			    (offset >= 0 && offset % 8))
+				goto usage;
+			return quiesce(offset) ? EXIT_FAILURE : 0;
 		case 's':
 			nsamples = strtol(optarg, &end, 10);
 			if (*end || nsamples <= 0 || nsamples > MAX_SAMPLES)
@@ -416,6 +510,10 @@ int main(int argc, char **argv)
 			if (*end || big_mb <= 0 || big_mb > MAX_BIG_MB)
 				goto usage;
 			break;
+		case 'S':
+			/* For exec_stack(): a local's address is on the stack. */
+			printf("%016lx\n", (unsigned long)&c);
+			return 0;
 		case 'h':
 			fputs(USAGE, stdout);
 			return 0;

@@ -2,11 +2,14 @@
 """Clones: one guest saved to a state file, restored by several QEMUs the
 way Firecracker starts clones. Pairs start paused and continue together.
 
-The control pair is restored unannounced: its clones must return the same
-bytes, or the rig could not show the problem at all. Announced clones must
-then share none of their post-restore output, each counting one restore and
-sending one uevent; with the random counter strategy each sees its own
-counter.
+The control pair is restored the same way, counter bump and doorbell
+included, from a save taken with the driver unloaded: its clones must
+return the same bytes, or the rig could not show the problem at all. With
+the driver, clones must then share none of their post-restore output, each
+counting one restore and sending one uevent; with the random counter
+strategy each sees its own counter. What a uevent handler reads (the rig's
+udev rule samples getrandom() when the uevent comes) must differ too: the
+uevent comes after the reseed.
 """
 
 import time
@@ -14,8 +17,10 @@ import time
 import pytest
 
 from conftest import GuestTests
-from vmgen.observe import reseed, restores, settle, shared
-from vmgen.rig import READER
+from vmgen.observe import quiesce, restores, settle, shared
+from vmgen.rig import KO, PIN, READER, check_samples
+
+UEVENT_SAMPLE = "/run/vmgen/uevent-sample"
 
 
 class Clones(GuestTests):
@@ -23,26 +28,23 @@ class Clones(GuestTests):
 
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
-        origin = group.boot("o", kernel, "--cpu", self.cpu)
-        o = {"arch_rng": origin.sh("grep -cwE 'rdrand|rdseed' /proc/cpuinfo; true"),
-             "warned": origin.kmsg_count("no CPU RNG: clones of one snapshot")}
-        reseed(origin)
-        # 6.12 also reseeds from a timer, every uptime/2 in the first two
-        # minutes. A pair that resumes just before it fires reseeds on its
-        # own and shows nothing, so the control may be taken again from a
-        # later save; the announced pairs come from the save whose control
-        # was measured last.
-        for attempt in range(3):
-            if attempt:
-                origin.cont(ring=False)
-                time.sleep(3)
-            state = group.save(origin)
-            pair = group.clones(state, origin, ["control-1", "control-2"],
-                                "--no-bump", "--no-ring", ring=False)
-            o["control"] = [g.samples() for g in pair]
-            group.down(*pair)
-            if shared(*o["control"]):
-                break
+        origin = group.boot("o", kernel, "--cpu", self.cpu, "--no-module")
+        o = {"arch_rng": origin.sh("grep -cwE 'rdrand|rdseed' /proc/cpuinfo; true")}
+        # A reseed just before each save also puts off 6.12's own, which
+        # comes every uptime/2 in the first two minutes.
+        quiesce(origin)
+        state = group.save(origin)
+        pair = group.clones(state, origin, ["control-1", "control-2"])
+        o["control"] = [g.samples() for g in pair]
+        # What the uevent handler would read, had nothing reseeded.
+        o["control_handler"] = [g.samples(16) for g in pair]
+        group.down(*pair)
+        origin.cont(ring=False)
+        mark = origin.kmsg_last()
+        origin.sh(f"insmod {KO}")
+        o["warned"] = origin.kmsg_count("no CPU RNG: clones of one snapshot", mark)
+        quiesce(origin)
+        state = group.save(origin)
         pairs = {"increment": ["--strategy", "increment"],
                  "random": ["--strategy", "random"]}
         for kind, opts in pairs.items():
@@ -50,12 +52,14 @@ class Clones(GuestTests):
                 continue
             pair = group.clones(state, origin, [f"{kind}-1", f"{kind}-2"], *opts)
             o[kind] = [settle(g, 1) for g in pair]
+            o[kind, "handler"] = [check_samples(g.name, g.sh(f"cat {UEVENT_SAMPLE} 2>&1"), 16)
+                                  for g in pair]
             group.down(*pair)
         return o
 
-    def test_control_unannounced_clones_share_output(self, run):
+    def test_control_clones_without_the_driver_share_output(self, run):
         assert shared(*run["control"]) > 0, \
-            "two unannounced clones shared nothing: this rig cannot show the problem"
+            "two clones without the driver shared nothing: this rig cannot show the problem"
 
     def test_announced_clones_share_nothing(self, run):
         ctl = shared(*run["control"])
@@ -63,6 +67,16 @@ class Clones(GuestTests):
         assert ctl > 0, "the control shows no stale output"
         n = shared(a.samples, b.samples)
         assert n == 0, f"{n} of 64 samples shared (control: {ctl})"
+
+    def test_the_uevent_handler_reads_fresh_output(self, run):
+        """The uevent comes after the reseed: what its handler draws
+        differs between clones, where the same draw without a reseed (the
+        control's) is the same."""
+        ctl = shared(*run["control_handler"])
+        got = shared(*run["increment", "handler"])
+        assert ctl > 0, "the control's handler-time samples differ: no reseed needed"
+        assert got == 0, f"the clones' uevent handlers drew {got} of 16 samples alike " \
+            f"(control: {ctl})"
 
     def test_each_clone_counts_one_restore_and_sends_one_uevent(self, run):
         for i, r in enumerate(run["increment"], 1):
@@ -118,8 +132,8 @@ class TestDeterministicClones(GuestTests):
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
         origin = group.boot("d", kernel, "--cpu", "qemu64", "--icount", "--no-notify")
-        origin.sh(f"{READER} --after-reseed 500 --samples 64 >/run/vmgen/det.txt 2>&1 &")
-        reseed(origin)
+        origin.sh(f"{PIN} {READER} --after-reseed 500 --samples 64 >/run/vmgen/det.txt 2>&1 &")
+        quiesce(origin)
         state = group.save(origin)
         o = {}
         same = str(origin.counter())
@@ -168,3 +182,40 @@ class TestDeterministicClones(GuestTests):
     def test_a_random_counter_separates_them(self, run):
         assert self.shared(run, "control") == 64, "the control is not deterministic"
         assert self.shared(run, "random") == 0
+
+
+@pytest.mark.kernels("module")
+class TestLoadedAfterARestore(GuestTests):
+    """A restore that comes before the driver loads, as it does for a udev-
+    loaded module on a guest restored early in its boot: the counter's value
+    at load tells a restore from a boot, so the driver reseeds at probe
+    whatever it reads, and announces nothing (it cannot tell). The control
+    is the same clones, the driver never loaded: they share output."""
+
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        origin = group.boot("late", kernel, "--no-module")
+        quiesce(origin)
+        state = group.save(origin)
+        o = {}
+        for kind in ("control", "loaded"):
+            pair = group.clones(state, origin, [f"{kind}-1", f"{kind}-2"])
+            if kind == "loaded":
+                for g in pair:
+                    g.sh(f"insmod {KO}")
+                o["counts"] = [(restores(g), g.sh("cat /run/vmgen/uevents 2>/dev/null; true"))
+                               for g in pair]
+            o[kind] = [g.samples() for g in pair]
+            group.down(*pair)
+        return o
+
+    def test_control_clones_without_the_driver_share_output(self, run):
+        assert shared(*run["control"]) > 0, "the control shows no stale output"
+
+    def test_a_driver_loaded_after_the_restore_reseeds_at_probe(self, run):
+        ctl, n = shared(*run["control"]), shared(*run["loaded"])
+        assert ctl > 0, "the control shows no stale output"
+        assert n == 0, f"{n} of 64 samples shared after the driver loaded (control: {ctl})"
+
+    def test_nothing_is_announced_for_it(self, run):
+        assert run["counts"] == [(0, ""), (0, "")], f"(restores, uevents): {run['counts']}"

@@ -12,7 +12,7 @@ fails when any of them is off.
 import pytest
 
 from vmgen import ktap
-from vmgen.observe import reseed, restores, shared, uevents
+from vmgen.observe import quiesce, restores, shared, uevents
 from vmgen.rig import SYSDEV, Group, BUILD
 
 N = 64
@@ -25,7 +25,7 @@ def demo(kernel, request):
     try:
         for kind, opts in (("without", ["--no-driver"]), ("with", [])):
             origin = grp.boot(f"{kind}-vmgen", kernel, *opts)
-            reseed(origin)
+            quiesce(origin)
             before = origin.counter()
             state = grp.save(origin)
             pair = grp.clones(state, origin, [f"{kind}-1", f"{kind}-2"])

@@ -1,17 +1,25 @@
 # SPDX-License-Identifier: GPL-2.0
 """Restores in place: one snapshot, loaded again and again in one QEMU.
 
-The control is the same restore unannounced (no counter move, no doorbell):
-it must hand out the same bytes twice, or a "restores differ" verdict would
-prove nothing. Announced restores must then share nothing, each counted
-once, with one uevent naming the new counter; and a restore of a snapshot
-taken after an earlier restore must be acted on too.
+The control is the same restore, counter bump and doorbell included, of a
+snapshot taken with the driver unloaded: it must hand out the same bytes
+twice, or a "restores differ" verdict would prove nothing. With the driver,
+restores must then share nothing, each counted once, with one uevent
+naming the new counter; and a restore of a snapshot taken after an earlier
+restore must be acted on too.
+
+The guest counts instructions for time (rig boot --icount). Otherwise its
+clock follows the host's across an in-place loadvm under TCG, jumping by
+however long the snapshot waited, and a reseed the kernel had scheduled
+for that span (6.12's comes every uptime/2 in the first two minutes) makes
+the control part on its own.
 """
 
 import pytest
 
 from conftest import GuestTests
-from vmgen.observe import reseed, settle, shared
+from vmgen.observe import quiesce, settle, shared
+from vmgen.rig import KO
 
 
 class InPlace(GuestTests):
@@ -20,17 +28,21 @@ class InPlace(GuestTests):
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
         mode = self.mode
-        g = group.boot("ip", kernel, *(["--no-notify"] if mode == "poll" else []))
+        g = group.boot("ip", kernel, "--no-module", "--icount",
+                       *(["--no-notify"] if mode == "poll" else []))
         ring = [] if mode == "notify" else ["--no-ring"]
-        o = {"mode": g.attr("mode")}
         g.sh("rngd 2>/dev/null; true")
-        reseed(g)
+        quiesce(g)
+        g.savevm("c0")
+        o = {"control": []}
+        for _ in range(2):
+            g.loadvm("c0", *ring)
+            o["control"].append(g.samples())
+        g.sh(f"insmod {KO}")
+        o["mode"] = g.attr("mode")
+        quiesce(g)
         since = g.kmsg_last()
         g.savevm("s0")
-        o["control"] = []
-        for _ in range(2):
-            g.loadvm("s0", "--no-bump", "--no-ring")
-            o["control"].append(g.samples())
         o["restores"] = []
         for _ in range(2):
             g.loadvm("s0", *ring)
@@ -45,9 +57,9 @@ class InPlace(GuestTests):
     def test_driver_runs_in_the_mode_the_page_asks_for(self, run):
         assert run["mode"] == self.mode
 
-    def test_control_unannounced_restores_share_output(self, run):
+    def test_control_restores_without_the_driver_share_output(self, run):
         n = shared(*run["control"])
-        assert n > 0, "two unannounced loads of one snapshot shared nothing: " \
+        assert n > 0, "two restores of one snapshot without the driver shared nothing: " \
             "this rig cannot show stale output, so no divergence verdict holds"
 
     def test_announced_restores_share_nothing(self, run):
@@ -89,12 +101,9 @@ class InPlace(GuestTests):
 
 
 class TestNotify(InPlace):
-    """The hypervisor advertises notifications and rings after each restore."""
+    """The hypervisor advertises notifications and rings after each restore.
+    How soon the driver acts on them is test_window.py's to judge."""
     mode = "notify"
-
-    def test_each_restore_reaches_the_notify_handler(self, run):
-        counts = [r.notifications for r in run["restores"]]
-        assert all(n >= 1 for n in counts), f"notifications received: {counts}"
 
 
 class TestPoll(InPlace):
