@@ -7,6 +7,7 @@ is a module, which the tests load themselves."""
 import pytest
 
 from conftest import GuestTests
+from vmgen.observe import settle
 from vmgen.rig import SYSDEV
 
 KO = "/usr/lib/vmgen/vmgenid_vmclock.ko"
@@ -91,3 +92,33 @@ class TestProbe(GuestTests):
         g.page("ring")
         rc, _ = insmod(g)
         assert out == "gone" and rc == 0 and bound(g), out
+
+
+@pytest.mark.kernels("patched", "module")
+class TestLateDevice(GuestTests):
+    """A vmclock device that appears after the driver loaded, its SSDT
+    loaded at run time through ACPI configfs (which Debian's kernels lack):
+    loading the driver before it succeeds, and the driver watches the
+    device from the moment it appears, as a built-in driver does."""
+
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        g = group.boot("late", kernel, "--late-device", "--no-module")
+        table = "/sys/kernel/config/acpi/table/vclk"
+        o = {"device_before": g.ok("test -e /sys/bus/platform/devices/AMZNC10C:00"),
+             "loaded": g.ok(f"insmod {KO}"),
+             "bound_before": bound(g)}
+        g.sh("mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config; "
+             f"mkdir {table} && cat /usr/lib/vmgen/vmclock.aml >{table}/aml")
+        g.wait("the driver to watch the device", lambda: bound(g))
+        g.page("bump", "--ring")
+        o["restore"] = settle(g, 1)
+        return o
+
+    def test_the_driver_loads_before_the_device_is_there(self, run):
+        assert (run["device_before"], run["loaded"], run["bound_before"]) == \
+            (False, True, False), run
+
+    def test_it_watches_the_device_once_it_appears(self, run):
+        r = run["restore"]
+        assert (r.restores, r.generation, r.uevents) == (1, r.counter, [r.counter]), r
