@@ -6,11 +6,15 @@ restores, 3 clones). Every guest a case used is checked for health (no
 splat, no taint, lockdep still on, no kmemleak report) before the group
 ends.
 
-Storms run twice, first with the driver unloaded: the rig's doorbell runs
-ACPI bytecode in the GED thread under emulation, and that alone slows the
-guest. With the driver, the median shell command may answer at most
-RESPOND_MS later than without it, none may take over STALL_MS, and the
-unreclaimable slab may grow at most SLAB_KB more.
+Storms run three times: with no driver, with the driver, and with the
+driver beside the stand-in for ptp_vmclock, whose own handler ACPI calls
+too. The rig's doorbell runs ACPI bytecode in the GED thread under
+emulation, and that alone slows the guest, so the bounds are on what the
+driver adds: the median shell command may answer at most RESPOND_MS later
+than without it, the slowest at most STALL_MS later than the slowest
+without it, and the unreclaimable slab (where ACPI queues its notify work)
+may grow at most SLAB_KB more. How many notifications each storm delivered
+is the GED interrupt's count.
 """
 
 import os
@@ -22,20 +26,21 @@ import pytest
 
 from conftest import GuestTests
 from vmgen import rig as R
-from vmgen.observe import notifications, reseed, restores, shared, uevents
+from vmgen.observe import ged_interrupts, quiesce, restores, shared, uevents
 from vmgen.rig import GEN_CHANGE, RIG, SYSDEV
 
 QUICK = os.environ.get("VMGEN_FAULTS", "quick") == "quick"
 STORM_S, CYCLES, NRESTORES, NCLONES = (3, 20, 10, 3) if QUICK else (10, 100, 100, 8)
-RESPOND_MS, STALL_MS, SLAB_KB = 1000, 3000, 32768
+RESPOND_MS, STALL_MS, SLAB_KB = 1000, 2000, 32768
 KO = "/usr/lib/vmgen/vmgenid_vmclock.ko"
 STANDIN = "/usr/lib/vmgen/vmclock_standin.ko"
-STORM_LINE = "notifications in a second: polling"
+CLIENT = "/usr/lib/vmgen/vmclock-client"
 
 
 def fresh(g, *page):
     """A fresh page, no driver loaded; the kernel-log mark to count from."""
-    g.sh("rmmod vmgenid_vmclock vmclock_standin 2>/dev/null; "
+    g.sh("kill $(pidof vmclock-client) 2>/dev/null; for m in vmgenid_vmclock vmclock_standin; do "
+         "! grep -q \"^$m \" /proc/modules || rmmod $m || exit; done; "
          "udevadm settle --timeout=30; rm -f /run/vmgen/uevents")
     g.page("init", "--counter", "5", *page)
     return g.kmsg_last()
@@ -52,49 +57,73 @@ def slab_kb(g):
                     'done </proc/meminfo'))
 
 
-def storm_answers(g, *emu):
+def storm_answers(g, emu, during=None):
     """Run `rig page g EMU...` in the background and, while it runs, ask the
-    guest for its unreclaimable slab every half second: (median ms,
-    slowest ms, peak slab kB)."""
+    guest for its unreclaimable slab every half second, calling during()
+    (from the host, without a word to the guest) once a second in: a dict
+    of the median and slowest answer (ms), the peak slab (kB) and the
+    notifications the storm delivered."""
     env = dict(os.environ, VMGEN_RIG_DIR=str(g.rig.dir), VMGEN_BUILD=str(R.BUILD))
+    n0 = ged_interrupts(g)
     p = subprocess.Popen([str(RIG), "page", g.name, *emu], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    times, peak = [], 0
+    t0, times, peak = time.monotonic(), [], 0
     while p.poll() is None:
         t = time.monotonic()
         peak = max(peak, slab_kb(g))
         times.append((time.monotonic() - t) * 1000)
+        if during and time.monotonic() - t0 > 1:
+            during()
+            during = None
         time.sleep(0.5)
     out = p.communicate()[0]
     R.log().section(f"storm {' '.join(emu)}: answers (ms)",
                     " ".join(f"{x:.0f}" for x in times) + "\n" + out)
     if p.returncode:
         raise R.RigError(f"the {emu[0]} did not run: {out.strip()[-200:]}")
-    return statistics.median(times or [0]), max(times or [0]), peak
+    if len(times) < 3:
+        raise R.RigError(f"the {emu[0]} ended after {len(times)} answers: too short to judge")
+    return {"median": statistics.median(times), "slowest": max(times), "slab": peak,
+            "delivered": ged_interrupts(g) - n0}
 
 
-def storm_twice(g, *emu):
-    """The storm without the driver, then with it (left loaded)."""
-    fresh(g)
-    b0 = slab_kb(g)
-    base = storm_answers(g, *emu)
-    mark = fresh(g)
-    load(g)
-    b1 = slab_kb(g)
-    n0 = notifications(g)
-    with_driver = storm_answers(g, *emu)
-    return {"base": base, "with": with_driver, "slab0": (b0, b1), "mark": mark,
-            "received": notifications(g) - n0}
+def storm_thrice(g, *emu, before=None, during=None, after=None):
+    """The storm with no driver, with the driver, and with the driver and
+    the stand-in; the driver is left loaded, beside the stand-in. With the
+    driver alone, before() runs as the storm starts, during() in it, and
+    after() once it is over."""
+    runs = {}
+    for kind in ("none", "driver", "standin"):
+        mark = fresh(g)
+        if kind == "standin":
+            g.sh(f"insmod {STANDIN}")
+        if kind != "none":
+            load(g)
+        slab0 = slab_kb(g)
+        if kind == "driver" and before:
+            before()
+        runs[kind] = storm_answers(g, emu, during if kind == "driver" else None)
+        if kind == "driver" and after:
+            after()
+        runs[kind]["slab"] -= slab0
+        runs[kind]["mark"] = mark
+    R.announce("storm " + emu[0] + ": " + "; ".join(
+        f"{k}: median {r['median']:.0f} ms, slowest {r['slowest']:.0f} ms, slab "
+        f"{r['slab']:+d} kB, {r['delivered']} notifications" for k, r in runs.items()))
+    return runs
 
 
-def costs_at_most(s):
-    (bmed, bmax, bkb), (med, mx, kb), (b0, b1) = s["base"], s["with"], s["slab0"]
-    detail = (f"median {med:.0f} ms, slowest {mx:.0f} ms ({bmed:.0f} and {bmax:.0f} ms "
-              f"with no driver); slab {kb - b1:+d} kB ({bkb - b0:+d} kB with no driver)")
-    R.announce("storm: " + detail)
-    assert med - bmed <= RESPOND_MS, f"median answer {med - bmed:.0f} ms slower: {detail}"
-    assert mx <= STALL_MS, f"an answer took {mx:.0f} ms: {detail}"
-    assert kb - b1 <= bkb - b0 + SLAB_KB, f"slab grew too much: {detail}"
+def costs_at_most(runs):
+    base = runs["none"]
+    for kind in ("driver", "standin"):
+        r = runs[kind]
+        assert r["median"] - base["median"] <= RESPOND_MS, \
+            f"{kind}: median answer {r['median'] - base['median']:.0f} ms slower than without"
+        assert r["slowest"] - base["slowest"] <= STALL_MS, \
+            f"{kind}: slowest answer {r['slowest']:.0f} ms, {base['slowest']:.0f} ms without"
+        assert r["slab"] - base["slab"] <= SLAB_KB, \
+            f"{kind}: slab grew {r['slab']} kB, {base['slab']} kB without"
+        assert r["delivered"] > 0, f"{kind}: the storm delivered no notification"
 
 
 def last_line(g, path):
@@ -158,7 +187,7 @@ class TestFaults(GuestTests):
         assert got == ("6", 1), f"generation, uevents = {got}"
 
     def test_counter_flapping_1000_per_second(self, f):
-        s = storm_twice(f, "flap", "--rate", "1000", "--seconds", str(STORM_S), "--ring")
+        runs = storm_thrice(f, "flap", "--rate", "1000", "--seconds", str(STORM_S), "--ring")
         final = f.counter()
         f.wait("the driver to settle on the final counter",
                lambda: f.attr("generation") == str(final), timeout=5)
@@ -171,26 +200,36 @@ class TestFaults(GuestTests):
                lambda: last_line(f, "/run/vmgen/uevents") == str(final), timeout=10)
         u = len(uevents(f))
         assert 1 <= u <= STORM_S + 2, f"{u} uevents (bound {STORM_S + 2})"
-        assert s["received"] > 0, "the handler received none of the flaps' notifications"
-        costs_at_most(s)
+        costs_at_most(runs)
 
     def test_doorbell_storm_10000_per_second(self, f):
-        s = storm_twice(f, "storm", "--rate", "10000", "--seconds", str(STORM_S))
-        f.sh("udevadm settle --timeout=30")
-        got = (restores(f), len(uevents(f)))
-        assert got == (0, 0), f"a storm with no change gave reseeds, uevents = {got}"
-        # The GED thread coalesces doorbells: what reached the handler is
-        # what the driver must cope with. Above 100 in a second it must
-        # stop listening; below, it must not.
-        fell_back = f.kmsg_count(STORM_LINE, s["mark"])
-        R.announce(f"storm: {s['received']} notifications reached the driver in "
-                   f"{STORM_S} s; {fell_back} fallbacks to polling")
-        assert s["received"] > 0, "no notification reached the driver"
-        if s["received"] > 100 * (STORM_S + 1):
-            assert fell_back >= 1, f"{s['received']} notifications and no fallback"
-        elif s["received"] <= 100:
-            assert fell_back == 0, f"fell back after {s['received']} notifications"
-        costs_at_most(s)
+        """A storm with a change in the middle of it: one reseed and one
+        uevent, for the change alone, and a reader asleep in poll() on
+        /dev/vmclock0 woken for it."""
+        seen = {}
+
+        def arm():
+            f.sh(f"rm -f /run/vmgen/client.txt; {CLIENT} --watch 60 "
+                 ">/run/vmgen/client.txt 2>&1 &")
+            f.wait("the client to arm poll()",
+                   lambda: "poll armed" in f.sh("cat /run/vmgen/client.txt"))
+
+        def change():
+            f.page("bump")
+            seen["counter"] = f.counter()
+
+        def judge():
+            seen["counts"] = (restores(f), len(uevents(f)))
+            f.wait("the client to see the change", lambda: "read:" in f.sh(
+                "cat /run/vmgen/client.txt"), timeout=30)
+            seen["client"] = f.sh("cat /run/vmgen/client.txt")
+
+        runs = storm_thrice(f, "storm", "--rate", "10000", "--seconds", str(STORM_S),
+                            before=arm, during=change, after=judge)
+        assert seen["counts"] == (1, 1), \
+            f"(reseeds, uevents) for one change in a storm: {seen['counts']}"
+        assert f"-> {seen['counter']}, woken by poll" in seen["client"], seen["client"]
+        costs_at_most(runs)
         # Whatever the storm did, the driver still hears a restore.
         f.page("bump", "--ring")
         f.wait("a restore after the storm", lambda: restores(f) == 1, timeout=15)
@@ -229,7 +268,7 @@ class TestFaults(GuestTests):
     @pytest.mark.full
     def test_vmgenid_and_vmclock_both_present(self, group, kernel):
         g = group.boot("fv", kernel, "--vmgenid")
-        reseed(g)
+        quiesce(g)
         mark = g.kmsg_last()
         g.sh("rm -f /run/vmgen/uevents")
         state = group.save(g)
@@ -262,7 +301,7 @@ class TestFaults(GuestTests):
     @pytest.mark.full
     def test_clones_of_one_snapshot_share_nothing(self, group, kernel):
         g = group.boot("fc", kernel)
-        reseed(g)
+        quiesce(g)
         state = group.save(g)
         control = group.clones(state, g, ["fc-c1", "fc-c2"], "--no-bump", ring=False)
         ctl = shared(*(c.samples() for c in control))
