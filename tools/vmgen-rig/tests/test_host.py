@@ -3,6 +3,8 @@
 and the selftests run in-tree on a machine with no vmclock device."""
 
 import subprocess
+import sys
+from pathlib import Path
 
 from vmgen import ktap, rig as R
 
@@ -48,3 +50,22 @@ def test_selftests_skip_cleanly_without_a_device(build):
     for name in ("vmgen_sysfs", "vmgen_restore", "vmgen_stale", "vmgen_vmclock_dev"):
         assert f"selftests: vmgen: {name}" in p.stdout, f"{name} did not run"
     assert "# SKIP" in p.stdout, "nothing skipped on a host without a vmclock device"
+
+
+def test_a_second_run_leaves_this_runs_folders_alone(tmp_path):
+    """A run sweeps the rig folders killed runs left behind, and must not
+    take another run's: its saved bases have no QEMU running while the run
+    that made them goes on."""
+    mine = R.Rig("sweep-mine")
+    (mine.dir / "base0.state").write_text("state")
+    dead = subprocess.run([sys.executable, "-c", "from vmgen import rig as R; "
+                           "r = R.Rig('sweep-dead'); R.LIVE.clear(); print(r.dir)"],
+                          cwd=R.HERE, capture_output=True, text=True, check=True)
+    left = Path(dead.stdout.strip())
+    subprocess.run([sys.executable, "-c", "from vmgen import rig as R; R.sweep()"],
+                   cwd=R.HERE, check=True)
+    try:
+        assert (mine.dir / "base0.state").exists(), "a second run swept this run's folder"
+        assert not left.exists(), f"a killed run's folder was left: {left}"
+    finally:
+        mine.remove()

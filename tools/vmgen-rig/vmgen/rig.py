@@ -182,11 +182,17 @@ LIVE = set()	# rig folders whose guests may still run
 
 
 def sweep():
-    """Remove the rig folders a killed run left behind; leave those whose
-    QEMUs still run (another run's)."""
+    """Remove the rig folders a killed run left behind: those whose run is
+    gone and whose QEMUs no longer run. Another run's folders stay, saved
+    bases included, whose guests are down while their run goes on."""
+    def alive(pid):
+        return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
     for d in RUNDIR.glob("vmgen-*.*"):
-        pids = [p.read_text().strip() for p in d.glob("*/qemu.pid")]
-        if not any(p.isdigit() and Path(f"/proc/{p}").exists() for p in pids):
+        owner = d / ".owner"
+        if owner.exists() and alive(owner.read_text().strip()):
+            continue
+        if not any(alive(p.read_text().strip()) for p in d.glob("*/qemu.pid")):
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -203,6 +209,7 @@ class Rig:
 
     def __init__(self, tag):
         self.dir = Path(tempfile.mkdtemp(prefix=f"vmgen-{tag[:20]}.", dir=RUNDIR))
+        (self.dir / ".owner").write_text(str(os.getpid()))
         LIVE.add(self.dir)
         self.guests = {}
 
