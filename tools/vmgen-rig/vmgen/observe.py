@@ -126,14 +126,17 @@ class Stale:
 
     @property
     def fresh_after_us(self):
-        """When clone 1 first returned something clone 2 did not (-1: never)."""
+        """When clone 1 first returned something clone 2 did not (-1: never),
+        while clone 2 was still sampling: each clone ends its loop by its
+        own clock, and what clone 1 drew after clone 2 stopped is no
+        sibling's output to compare with."""
         theirs = {h for _, h in self.two}
-        return next((t for t, h in self.one if h not in theirs), -1)
+        return next((t for t, h in self.one if h not in theirs and t <= self.span_us), -1)
 
     @property
     def span_us(self):
-        """How long clone 1 sampled after the restore."""
-        return self.one[-1][0] if self.one else 0
+        """How long both clones sampled after the restore."""
+        return min(self.one[-1][0], self.two[-1][0]) if self.one and self.two else 0
 
 
 def stale_start(g, tag="sys", window_ms=500, vdso=False, cpu=0, every=1):
