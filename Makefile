@@ -13,6 +13,7 @@
 #   make deps     install the Debian packages the above need (as root)
 #   make dkms-install   register, build and install the module with DKMS
 #                       for KVER (default: Debian's current amd64 kernel)
+#   make deb      the Debian package (vmgenid-vmclock-dkms), in build/deb
 #   make kernel-tree KSRC=dir   turn a pristine 6.1 tree into the patched one
 #   make patches  regenerate the format-patch series in patches/
 #   make faults   the fault-injection suite on the debug kernel
@@ -31,7 +32,8 @@ KVER ?= $(shell tools/vmgen-rig/kernel.sh version 2>/dev/null)
 KDIR ?= /lib/modules/$(KVER)/build
 MOD := $(O)/module
 TESTMOD := $(O)/test-modules
-VERSION := 0.1
+# The version of the Debian package, and of the module DKMS registers.
+VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' tools/dkms/debian/changelog)
 DKMS_SRC := /usr/src/vmgenid-vmclock-$(VERSION)
 STEP := tools/vmgen-rig/step $(O)/logs/build.log
 RIG_MAKE := $(MAKE) -C tools/vmgen-rig O=$(O) VMGEN_CACHE=$(VMGEN_CACHE)
@@ -96,11 +98,38 @@ dkms-install:
 	mkdir -p $(DKMS_SRC)/include/uapi/linux
 	cp tools/dkms/Kbuild drivers/virt/vmgenid_vmclock.c $(DKMS_SRC)/
 	cp include/uapi/linux/vmclock-abi.h $(DKMS_SRC)/include/uapi/linux/
-	sed 's/@VERSION@/$(VERSION)/' tools/dkms/dkms.conf >$(DKMS_SRC)/dkms.conf
+	sed 's/#MODULE_VERSION#/$(VERSION)/' tools/dkms/dkms.conf >$(DKMS_SRC)/dkms.conf
 	dkms add vmgenid-vmclock/$(VERSION)
 	for k in $(DKMS_KVERS); do \
 	    dkms build vmgenid-vmclock/$(VERSION) -k $$k && \
 	    dkms install vmgenid-vmclock/$(VERSION) -k $$k || exit; done
+
+# The Debian package users install (tools/dkms/debian, dh-dkms), built
+# the way Debian builds it, in the rig's Debian 13 root: $(DEB)/*.deb and
+# the source package beside it. DKMS then builds the module on each
+# machine, for each kernel whose headers it has.
+DEB := $(O)/deb
+D13 := tools/vmgen-rig/debian.sh
+deb:
+	rm -rf $(DEB) && mkdir -p $(DEB)/src/include/uapi/linux
+	cp tools/dkms/Kbuild tools/dkms/dkms.conf drivers/virt/vmgenid_vmclock.c $(DEB)/src/
+	cp include/uapi/linux/vmclock-abi.h $(DEB)/src/include/uapi/linux/
+	cp -r tools/dkms/debian $(DEB)/src/
+	mv $(DEB)/src $(DEB)/vmgenid-vmclock-$(VERSION)
+	$(D13) run $(VMGEN_CACHE) $(DEB) sh -c 'cd vmgenid-vmclock-$(VERSION) && \
+	    dpkg-buildpackage -us -uc' >$(DEB)/build.log 2>&1 || { cat $(DEB)/build.log; exit 1; }
+	ls $(DEB)/*.deb $(DEB)/*.dsc
+
+# The module DKMS builds from that package on a Debian 13 machine, for each
+# Debian 13 kernel, as the guests of those kernels get it: installed in a
+# throwaway copy of the root, then copied to $(DEB)/modules/KVER/.
+deb-modules: deb
+	$(D13) scratch $(VMGEN_CACHE) $(DEB) sh -c 'apt-get install -y -q \
+	    ./vmgenid-vmclock-dkms_$(VERSION)_all.deb && \
+	    for d in /lib/modules/*/updates/dkms; do k=$${d#/lib/modules/}; k=$${k%%/*}; \
+	        mkdir -p modules/$$k && cp $$d/vmgenid_vmclock.ko* modules/$$k/ || exit; done' \
+	    >$(DEB)/install.log 2>&1 || { cat $(DEB)/install.log; exit 1; }
+	ls $(DEB)/modules/*/
 
 patches:
 	for b in 6.1 6.12; do tools/kernel-tree/mkseries.sh $$b patches/$$b || exit; done
@@ -226,5 +255,5 @@ mutants: check-build
 clean:
 	rm -rf $(O)
 
-.PHONY: all deps module test-modules kernel-tree kernel dkms-install patches kselftest \
+.PHONY: all deps module test-modules kernel-tree kernel dkms-install deb deb-modules patches kselftest \
 	rig-tools kernels mutant-kernels rig check-build check demo bench faults mutants soak clean
