@@ -13,7 +13,8 @@
 #   make deps     install the Debian packages the above need (as root)
 #   make dkms-install   register, build and install the module with DKMS
 #                       for KVER (default: Debian's current amd64 kernel)
-#   make deb      the Debian package (vmgenid-vmclock-dkms), in build/deb
+#   make deb      the Debian package (vmgenid-vmclock-dkms), in build/deb;
+#                 make deb-install installs it here (apt install)
 #   make kernel-tree KSRC=dir   turn a pristine 6.1 tree into the patched one
 #   make patches  regenerate the format-patch series in patches/
 #   make faults   the fault-injection suite on the debug kernel
@@ -42,7 +43,7 @@ RIG_MAKE := $(MAKE) -C tools/vmgen-rig O=$(O) VMGEN_CACHE=$(VMGEN_CACHE)
 # built-in variants, patched-6.1-y and patched-6.12-y, are the same code
 # started earlier; make builds them by name (make kernel-patched-6.1-y),
 # and CI's 90 minutes have no room for another kernel build.
-KERNELS ?= stock-6.1 patched-6.1-m stock-6.12 patched-6.12-m
+KERNELS ?= stock-6.1 patched-6.1-m stock-6.12 patched-6.12-m stock-trixie-6.12 stock-trixie-7
 
 export VMGEN_CACHE
 export VMGEN_BUILD := $(O)
@@ -57,9 +58,10 @@ deps:
 # with tools/vmgen-rig/mutants/NAME.patch first. A file is copied only when
 # it differs, with a new time: a build that staged another version there
 # (a mutant) is rebuilt, and an unchanged one is not.
+# KRUN= runs the kernel's build in another root (Debian 13's kernels).
 stage = cmp -s $(1) $(2) || cp $(1) $(2)
 module:
-	@test -d "$(KDIR)" || { echo "module: no kernel build tree at '$(KDIR)';" \
+	@$(KRUN) test -d "$(KDIR)" || { echo "module: no kernel build tree at '$(KDIR)';" \
 	    "install linux-headers-amd64 (make deps) or set KDIR=" >&2; exit 1; }
 	mkdir -p $(MOD)/include/uapi/linux
 	$(call stage,tools/dkms/Kbuild,$(MOD)/Kbuild)
@@ -68,7 +70,7 @@ module:
 	    <tools/vmgen-rig/mutants/$(MUTANT).patch)
 	$(call stage,$(if $(MUTANT),$(MOD)/vmgenid_vmclock.c.mutant,drivers/virt/vmgenid_vmclock.c),\
 	    $(MOD)/vmgenid_vmclock.c)
-	$(MAKE) -C $(KDIR) M=$(MOD) modules
+	$(KRUN) $(MAKE) -C $(KDIR) M=$(MOD) modules
 
 # The test-only modules of tools/vmgen-rig/faults, for the stock kernel.
 test-modules:
@@ -93,7 +95,7 @@ kernel: deps
 DKMS_KVERS ?= $(KVER)
 dkms-install:
 	@test -n "$(DKMS_KVERS)" || { echo "dkms-install: set KVER=" >&2; exit 1; }
-	-dkms remove -q vmgenid-vmclock/$(VERSION) --all 2>/dev/null
+	dkms remove -q vmgenid-vmclock/$(VERSION) --all 2>/dev/null || true
 	rm -rf $(DKMS_SRC)
 	mkdir -p $(DKMS_SRC)/include/uapi/linux
 	cp tools/dkms/Kbuild drivers/virt/vmgenid_vmclock.c $(DKMS_SRC)/
@@ -114,11 +116,22 @@ deb:
 	rm -rf $(DEB) && mkdir -p $(DEB)/src/include/uapi/linux
 	cp tools/dkms/Kbuild tools/dkms/dkms.conf drivers/virt/vmgenid_vmclock.c $(DEB)/src/
 	cp include/uapi/linux/vmclock-abi.h $(DEB)/src/include/uapi/linux/
+	cp Documentation/admin-guide/vmclock-vmgenid.rst tools/udev/90-vmgenid-vmclock.rules $(DEB)/src/
 	cp -r tools/dkms/debian $(DEB)/src/
 	mv $(DEB)/src $(DEB)/vmgenid-vmclock-$(VERSION)
 	$(D13) run $(VMGEN_CACHE) $(DEB) sh -c 'cd vmgenid-vmclock-$(VERSION) && \
 	    dpkg-buildpackage -us -uc' >$(DEB)/build.log 2>&1 || { cat $(DEB)/build.log; exit 1; }
 	ls $(DEB)/*.deb $(DEB)/*.dsc
+
+# The package on this Debian 12 machine, as an operator installs it: DKMS
+# builds the module for each kernel whose headers are here. Installed
+# afresh, as DKMS builds for the newest kernel only on a reinstall; a
+# registration make dkms-install made goes first.
+deb-install: deb
+	if dpkg -s vmgenid-vmclock-dkms >/dev/null 2>&1; then \
+	    apt-get purge -y -q vmgenid-vmclock-dkms; fi
+	dkms remove -q vmgenid-vmclock/$(VERSION) --all 2>/dev/null || true
+	apt-get install -y -q $(DEB)/vmgenid-vmclock-dkms_$(VERSION)_all.deb
 
 # The module DKMS builds from that package on a Debian 13 machine, for each
 # Debian 13 kernel, as the guests of those kernels get it: installed in a
@@ -166,6 +179,25 @@ kernel-stock-%: rig-tools
 	    STANDIN=$(O)/test-modules-$*/vmclock_standin.ko STOCK_MODULES="wireguard veth nvme-fabrics" \
 	    $(if $(MUTANT),DKMS_MODULE=$(O)/mutants/$(call kname,stock-$*)/vmgenid_vmclock.ko,\
 	    $(if $(dkms_ko),DKMS_MODULE=$(dkms_ko)))
+
+# stock-trixie-BASE: Debian 13's prebuilt kernels, trixie-6.12 (its own)
+# and trixie-7 (trixie-backports' newest 7.x), whose headers are in the
+# rig's Debian 13 root: the module built there, what the Debian package's
+# DKMS built there, and the image's WireGuard, veth and, on 7.x, its own
+# ptp_vmclock, the real owner of the device. With MUTANT=NAME, both
+# copies of the module are the broken one.
+tkver = $(shell tools/vmgen-rig/kernel.sh version trixie-$*)
+KRUN_D13 = $(D13) run $(VMGEN_CACHE) $(CURDIR)
+tmod = $(if $(MUTANT),$(O)/mutants/$(call kname,stock-trixie-$*),$(O)/module-trixie-$*)
+kernel-stock-trixie-%: rig-tools deb-modules
+	$(MAKE) module KDIR=/usr/src/linux-headers-$(tkver) MOD=$(tmod) KRUN="$(KRUN_D13)"
+	$(RIG_MAKE) kernel NAME=$(call kname,stock-trixie-$*) BASE=trixie-$* DRIVER=module \
+	    PATCHED=0 DEBUG=0 USERSPACE=trixie KVER=$(tkver) \
+	    VMLINUZ=$$(tools/vmgen-rig/kernel.sh vmlinuz $(VMGEN_CACHE) trixie-$*) \
+	    MODULE=$(tmod)/vmgenid_vmclock.ko \
+	    STOCK_MODULES="wireguard veth nvme-fabrics$(if $(filter 7,$*), ptp_vmclock)" \
+	    DKMS_MODULE=$(if $(MUTANT),$(tmod)/vmgenid_vmclock.ko,$(wildcard \
+	    $(DEB)/modules/$(tkver)/vmgenid_vmclock.ko*))
 
 # patched-BASE-VARIANT: tools/kernel-tree/build.sh's incremental build.
 pbase = $(word 1,$(subst -, ,$*))
@@ -217,11 +249,14 @@ endif
 # ---------------------------------------------------------------- suites
 # Everything a suite needs is built first, each long step announced; a
 # build that fails fails the tests that needed it (the suite says which).
-STOCK_KVERS = $(foreach b,$(patsubst stock-%,%,$(filter stock-%,$(KERNELS))),\
+# The Debian package's DKMS builds for Debian 12's kernels on this host
+# (make deb-install), and for Debian 13's in the Debian 13 root (make
+# deb-modules).
+STOCK_KVERS = $(foreach b,$(patsubst stock-%,%,$(filter-out stock-trixie-%,$(filter stock-%,$(KERNELS)))),\
 	$(shell tools/vmgen-rig/kernel.sh version $(b)))
 check-build: deps
-	@$(STEP) "Installing the module with DKMS for $(STOCK_KVERS)" \
-	    $(MAKE) dkms-install DKMS_KVERS="$(STOCK_KVERS)" || true
+	@$(STEP) "Installing the Debian package; DKMS builds for $(STOCK_KVERS)" \
+	    $(MAKE) deb-install || true
 	@$(STEP) "Building the selftests in-tree" $(MAKE) kselftest || true
 	@for k in $(filter stock-%,$(KERNELS)); do \
 	    $(STEP) "Building the $$k kernel's guest files" $(MAKE) kernel-$$k || true; done
@@ -255,5 +290,5 @@ mutants: check-build
 clean:
 	rm -rf $(O)
 
-.PHONY: all deps module test-modules kernel-tree kernel dkms-install deb deb-modules patches kselftest \
+.PHONY: all deps module test-modules kernel-tree kernel dkms-install deb deb-install deb-modules patches kselftest \
 	rig-tools kernels mutant-kernels rig check-build check demo bench faults mutants soak clean

@@ -3,11 +3,15 @@
 # uncompressed cpio archive, once: the result is cached under the key of
 # everything that shapes it, and reused until that changes.
 #
-# usage: mkrootfs.sh CACHE_DIR    prints the path of the archive
+# usage: mkrootfs.sh CACHE_DIR [SUITE]
+#                                 prints the path of the archive; SUITE is
+#                                 bookworm (Debian 12, the default) or
+#                                 trixie (Debian 13: glibc 2.41, whose
+#                                 getrandom() is the vDSO's on 6.11+)
 set -euo pipefail
 
-cache=${1:?usage: mkrootfs.sh CACHE_DIR}
-suite=bookworm
+cache=${1:?usage: mkrootfs.sh CACHE_DIR [SUITE]}
+suite=${2:-bookworm}
 packages=udev,kmod,rng-tools5,wireguard-tools,iproute2
 
 here=$(cd "$(dirname "$0")" && pwd)

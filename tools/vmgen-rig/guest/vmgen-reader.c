@@ -74,7 +74,7 @@
 
 enum { SAMPLE_BYTES = 16, MAX_ONCE = 4096, EXIT_USAGE = 2, RATE_BYTES = 32,
        RATE_BATCH = 256, MAX_SAMPLES = 100000, UDP_BINDS = 4, MAX_BIG_MB = 256,
-       TAIL_BYTES = 65536, QUIESCE_MS = 150000, MAX_VVAR_OFFSET = 4088 };
+       TAIL_BYTES = 65536, QUIESCE_MS = 150000, MAX_VVAR_OFFSET = 4 * 4096 - 8 };
 
 static int print_random(size_t len)
 {
@@ -374,18 +374,19 @@ static int reseed(void)
 	return ret;
 }
 
-/* The vDSO's data page: the start of [vvar] in this process, or NULL. */
-static const volatile unsigned char *vvar_page(void)
+/* The vDSO's data pages: [vvar] in this process, and its size in *len. */
+static const volatile unsigned char *vvar_pages(unsigned long *len)
 {
-	unsigned long start = 0;
+	unsigned long start = 0, end = 0;
 	char line[256];
 	FILE *f = fopen("/proc/self/maps", "r");
 
 	while (f && fgets(line, sizeof(line), f))
-		if (strstr(line, "[vvar]") && sscanf(line, "%lx-", &start) == 1)
+		if (strstr(line, "[vvar]") && sscanf(line, "%lx-%lx", &start, &end) == 2)
 			break;
 	if (f)
 		fclose(f);
+	*len = end - start;
 	return (const volatile unsigned char *)start;
 }
 
@@ -394,15 +395,17 @@ static int quiesce(long offset)
 	const volatile unsigned char *vvar;
 	struct timespec tick = { 0, 1000000 };
 	unsigned long long g0;
+	unsigned long len;
 	long ms;
 
 	if (reseed())
 		return -1;
 	if (offset < 0)
 		return 0;
-	vvar = vvar_page();
-	if (!vvar) {
-		fprintf(stderr, "vmgen-reader: no [vvar] mapping\n");
+	vvar = vvar_pages(&len);
+	if (!vvar || (unsigned long)offset + 8 > len) {
+		fprintf(stderr, "vmgen-reader: offset %ld is beyond [vvar] (%lu bytes)\n",
+			offset, len);
 		return -1;
 	}
 	g0 = *(const volatile unsigned long long *)(vvar + offset);

@@ -11,6 +11,12 @@ loaded and the driver's otherwise, and unloading either in either order must
 leave no splat. Offered again after the stand-in leaves, /dev/vmclock0 must
 not take a minor that the next dynamic misc device (nvme-fabrics) is given.
 
+On Linux 7.x the real ptp_vmclock, from Debian's image, owns the device,
+the counter and the notification: the same must hold beside it, in both
+load and unload orders, in notify and poll mode and in clones, while its
+own /dev/vmclock0 sees each restore too (vmclock-client on it is woken by
+poll() and reads the new counter).
+
 vmclock-client reads /dev/vmclock0 as AWS-LC does (mmap, the counter under
 seq_count) and as Firecracker's tests do (poll, read): it must see every
 restore, woken by poll() when the hypervisor notifies.
@@ -21,7 +27,7 @@ import pytest
 from conftest import GuestTests
 from vmgen import ktap
 from vmgen.observe import quiesce, settle
-from vmgen.rig import SYSDEV
+from vmgen.rig import SYSDEV, RigError
 
 KO = "/usr/lib/vmgen/vmgenid_vmclock.ko"
 STANDIN = "/usr/lib/vmgen/vmclock_standin.ko"
@@ -31,11 +37,13 @@ KST = "/usr/lib/vmgen/kselftest"
 
 def state(g):
     """Who has what: the vmclock device's driver, whether ours watches,
-    whose /dev/vmclock0 it is, and the stand-in's handler count."""
+    whose /dev/vmclock0 it is (the device it hangs off; "-" for none, as
+    ptp_vmclock's), and the stand-in's handler count."""
     drv, ours, node, standin = g.each(
         f"basename $(readlink {OWNER}/driver) 2>/dev/null",
         f"test -e {SYSDEV}/generation && echo yes",
-        "basename $(readlink /sys/class/misc/vmclock0/device) 2>/dev/null",
+        "test -e /sys/class/misc/vmclock0 && "
+        "{ basename $(readlink /sys/class/misc/vmclock0/device) 2>/dev/null || echo -; }",
         f"cat {OWNER}/notifications 2>/dev/null", check=False)
     return {"driver": drv or None, "ours": ours == "yes", "node": node or None,
             "standin_notes": int(standin) if standin else None}
@@ -147,6 +155,124 @@ class TestAlongsidePtp(GuestTests):
         for i, (r, s) in enumerate(run["clones"], 1):
             assert (r.restores, r.uevents) == (1, [r.counter]), f"clone {i}: {r}"
             assert s["driver"] == "vmclock_standin" and s["standin_notes"] >= 1, f"clone {i}: {s}"
+
+
+PTP = "ptp_vmclock"
+
+
+def watch(g):
+    """Start vmclock-client on /dev/vmclock0: "" or why it did not start
+    (a driver in ptp_vmclock's way leaves it no node), for the verdict."""
+    try:
+        client_start(g)
+        return ""
+    except RigError as e:
+        return f"vmclock-client did not start: {e}"
+
+
+def seen(g, why):
+    return (why, g.counter()) if why else client_result(g)
+
+
+def watched(g, tag, *opts):
+    """A restore, with vmclock-client on /dev/vmclock0 throughout."""
+    why = watch(g)
+    return (*restore(g, tag, *opts), seen(g, why))
+
+
+@pytest.mark.kernels("ptp")
+class TestBesideTheRealPtpVmclock(GuestTests):
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        g = group.boot("rp", kernel, "--no-module")
+        o = {}
+        # ptp_vmclock first: it owns the device and /dev/vmclock0.
+        g.sh(f"modprobe {PTP} && insmod {KO}")
+        o["first"] = state(g)
+        o["first_said"] = g.kmsg_count("is bound to vmclock, which offers")
+        o["first_restore"] = watched(g, "s1")
+        # Ours first: it offers /dev/vmclock0 until ptp_vmclock binds.
+        g.sh(f"rmmod vmgenid_vmclock; rmmod {PTP}; insmod {KO}")
+        o["alone"] = state(g)
+        g.sh(f"modprobe {PTP}")
+        o["second"] = state(g)
+        o["second_said"] = g.kmsg_count("has a driver: /dev/vmclock0 is left to it")
+        o["second_restore"] = watched(g, "s2")
+        # Unload orders: ptp_vmclock first gives the node back to ours;
+        # ours first leaves ptp_vmclock's node seeing restores.
+        g.sh(f"rmmod {PTP}")
+        o["ptp_gone"] = state(g)
+        g.sh("rmmod vmgenid_vmclock")
+        o["both_gone"] = state(g)
+        g.sh(f"insmod {KO} && modprobe {PTP} && rmmod vmgenid_vmclock")
+        o["ours_gone"] = state(g)
+        why = watch(g)
+        g.savevm("s3")
+        g.loadvm("s3")
+        o["ours_gone_client"] = seen(g, why)
+        g.sh(f"rmmod {PTP}")
+        # Poll mode: no notification, ptp_vmclock's poll() says POLLHUP.
+        g.page("init", "--counter", "7", "--no-notify")
+        g.sh(f"modprobe {PTP} && insmod {KO}")
+        o["poll_restore"] = watched(g, "s4", "--no-ring")
+        o["poll_mode"] = g.attr("mode")
+        # Clones of a guest where ptp_vmclock owns the device.
+        g.page("init", "--counter", "9")
+        g.sh(f"rmmod vmgenid_vmclock; rmmod {PTP}; modprobe {PTP} && insmod {KO}")
+        quiesce(g)
+        g.sh("rm -f /run/vmgen/uevents")
+        why = watch(g)
+        state_file = group.save(g)
+        o["clones"] = [(settle(c, 1), state(c), seen(c, why)) for c in group.clones(
+            state_file, g, ["rp-1", "rp-2"])]
+        return o
+
+    @staticmethod
+    def sees(client, how="woken by poll"):
+        out, counter = client
+        assert f"-> {counter}, {how}" in out and f"read: counter {counter}" in out, \
+            f"ptp_vmclock's /dev/vmclock0 did not show counter {counter}: {out}"
+
+    def test_ptp_vmclock_first_owns_device_and_node_while_ours_watches(self, run):
+        s = run["first"]
+        assert (s["driver"], s["ours"], s["node"]) == ("vmclock", True, "-"), s
+        assert run["first_said"] == 1, "the driver did not say who offers /dev/vmclockN"
+
+    def test_ours_first_offers_the_node_and_hands_it_over(self, run):
+        a, s = run["alone"], run["second"]
+        assert (a["driver"], a["ours"], a["node"]) == (None, True, "vmgenid_vmclock"), a
+        assert (s["driver"], s["ours"], s["node"]) == ("vmclock", True, "-"), s
+        assert run["second_said"] == 1, "no word when /dev/vmclock0 was left to ptp_vmclock"
+
+    @pytest.mark.parametrize("order", ["first_restore", "second_restore"])
+    def test_a_restore_gives_one_reseed_one_uevent_and_ptp_vmclock_sees_it(self, run, order):
+        _, r, _, client = run[order]
+        assert (r.restores, r.uevents) == (1, [r.counter]), \
+            f"restores {r.restores}, uevents {r.uevents}, counter {r.counter}"
+        self.sees(client)
+
+    def test_unloading_ptp_vmclock_gives_the_node_back(self, run):
+        s, b = run["ptp_gone"], run["both_gone"]
+        assert (s["driver"], s["ours"], s["node"]) == (None, True, "vmgenid_vmclock"), s
+        assert (b["ours"], b["node"]) == (False, None), b
+
+    def test_unloading_ours_first_leaves_ptp_vmclock_working(self, run):
+        s = run["ours_gone"]
+        assert (s["driver"], s["ours"], s["node"]) == ("vmclock", False, "-"), s
+        self.sees(run["ours_gone_client"])
+
+    def test_poll_mode_beside_ptp_vmclock(self, run):
+        _, r, _, client = run["poll_restore"]
+        assert run["poll_mode"] == "poll"
+        assert (r.restores, r.uevents) == (1, [r.counter]), \
+            f"restores {r.restores}, uevents {r.uevents}, counter {r.counter}"
+        self.sees(client, "seen in the mapping")
+
+    def test_each_clone_beside_ptp_vmclock_sees_one_restore(self, run):
+        for i, (r, s, client) in enumerate(run["clones"], 1):
+            assert (r.restores, r.uevents) == (1, [r.counter]), f"clone {i}: {r}"
+            assert s["driver"] == "vmclock", f"clone {i}: {s}"
+            self.sees(client)
 
 
 def client_start(g):

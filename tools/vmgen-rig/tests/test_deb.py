@@ -4,6 +4,11 @@ make deb), built and checked the way Debian builds and checks packages, in
 the rig's Debian 13 root: debhelper with dh-dkms, then lintian with every
 tag shown (pedantic and info too) and none allowed.
 
+On this Debian 12 host make check installs it as an operator does (make
+deb-install, apt install), and DKMS must have built the module for each
+Debian 12 kernel whose headers are here: the stock guests take it from
+there.
+
 Then its life on a Debian 13 machine, in a throwaway copy of that root,
 whose kernel headers are Debian 13's own 6.12 and trixie-backports' 7.x:
 - installing it has DKMS build and install the module for each kernel
@@ -75,6 +80,9 @@ def test_the_package_builds_with_debhelper_and_dh_dkms(deb):
     want = {f"./usr/src/{NAME}-{v}/{f}" for f in
             ("dkms.conf", "Kbuild", "vmgenid_vmclock.c", "include/uapi/linux/vmclock-abi.h")}
     assert want <= files, f"missing from the package: {sorted(want - files)}"
+    doc = f"./usr/share/doc/{NAME}-dkms"
+    for f in (f"{doc}/vmclock-vmgenid.rst", f"{doc}/examples/90-vmgenid-vmclock.rules"):
+        assert f in files or f + ".gz" in files, f"the package lacks {f}"
 
 
 def test_lintian_finds_nothing(deb):
@@ -176,3 +184,19 @@ def test_purging_leaves_nothing_behind(life):
     steps, *_ = life
     body = steps["purged"]
     assert not body.strip(), f"left behind after purge:\n{body}"
+
+
+def test_on_this_debian_12_host_dkms_built_it_for_each_kernel():
+    kvers = [run(TOP / "tools/vmgen-rig/kernel.sh", "version", b).stdout.strip()
+             for b in ("6.1", "6.12")]
+    st = run("dpkg-query", "-W", "-f=${Status} ${Version}", f"{NAME}-dkms")
+    assert st.stdout.startswith("install ok installed"), \
+        f"the package is not installed here (make deb-install): {st.stdout}{st.stderr}"
+    status = run("dkms", "status", NAME).stdout
+    for k in kvers:
+        assert re.search(rf"{re.escape(version())}, {re.escape(k)}, x86_64: installed", status), \
+            f"no module for {k}:\n{status}"
+        f = run("sh", "-c", f"ls /lib/modules/{k}/updates/dkms/vmgenid_vmclock.ko*").stdout.split()
+        assert f, f"no module file for {k}"
+        magic = run("modinfo", "-F", "vermagic", f[0]).stdout.split()
+        assert magic and magic[0] == k, f"{f[0]} is made for {magic}, not {k}"

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0
-"""The module as a distribution ships it: installed with DKMS on the host,
-autoloaded by udev in the guest through the device's ACPI alias, on the
-stock kernel. And what the stock kernel's reseed path does not do: run the
+"""The module as a distribution ships it: installed with DKMS (on the host
+for Debian 12's kernels; for Debian 13's, by the Debian package's DKMS in a
+Debian 13 root), autoloaded by udev in the guest through the device's ACPI
+alias, on the stock kernels; on 7.x beside ptp_vmclock, which udev loads
+for the same device. And what the stock kernel's reseed path does not do: run the
 vmfork notifier chain, so WireGuard keeps its keypairs across a restore
 (the control, an unannounced restore, keeps them too). That no handshake
 follows proves something only if one still can: after it, the tunnel is
@@ -16,6 +18,8 @@ from conftest import GuestTests
 from vmgen.observe import WG, require, settle, wg_new_handshake, wg_up
 from vmgen.rig import SYSDEV
 
+OWNER = "/sys/bus/platform/devices/AMZNC10C:00"
+
 
 @pytest.mark.kernels("stock")
 class TestDkms(GuestTests):
@@ -26,6 +30,7 @@ class TestDkms(GuestTests):
                        "vmgen.dkms=1 clocksource=hpet")
         o = {"file": g.sh("modinfo -F filename vmgenid_vmclock; true"),
              "bound": g.ok(f"test -e {SYSDEV}/generation"),
+             "owner": g.sh(f"basename $(readlink {OWNER}/driver) 2>/dev/null; true"),
              "want": f"/lib/modules/{rel}/updates/dkms/vmgenid_vmclock.ko",
              "says": g.kmsg_count("reseed via RNDRESEEDCRNG; the vmfork notifier chain "
                                   r"\(WireGuard\) is not run on this kernel")}
@@ -48,6 +53,13 @@ class TestDkms(GuestTests):
         assert re.fullmatch(re.escape(run["want"]) + r"(\.xz|\.zst)?", run["file"]) \
             and run["bound"], \
             f"module file '{run['file']}', bound {run['bound']}"
+
+    def test_udev_loads_the_kernels_own_vmclock_driver_beside_it(self, run, kernel):
+        """Where the image has ptp_vmclock (7.x), udev loads it for the same
+        device: both run, in whatever order udev loads them."""
+        want = "vmclock" if kernel.has("ptp") else ""
+        assert run["owner"] == want, \
+            f"the vmclock device's driver is '{run['owner']}', not '{want}'"
 
     def test_the_dkms_module_acts_on_a_restore(self, run):
         r = run["restore"]

@@ -3,6 +3,7 @@
 checkpatch --strict, kernel-doc; the series against pristine trees; the
 admin guide as reStructuredText."""
 
+import os
 import re
 import subprocess
 
@@ -24,16 +25,21 @@ def tree():
     return R.source_tree("6.1")
 
 
-@pytest.fixture(scope="module", params=["6.1", "6.12"])
+@pytest.fixture(scope="module", params=["6.1", "6.12", "trixie-6.12", "trixie-7"])
 def w1_build(request, build):
     """The out-of-tree module built with W=1 and sparse (C=2), against the
-    headers of Debian's BASE kernel."""
+    headers of Debian's BASE kernel: Debian 12's on the host, Debian 13's
+    (its own 6.12 and trixie-backports' 7.x) in the rig's Debian 13 root,
+    with its gcc-14, as a Debian 13 machine builds it."""
     base = request.param
     kver = run(TOP / "tools/vmgen-rig/kernel.sh", "version", base).stdout.strip()
     mod = build / f"lint-module-{base}"
     run("rm", "-rf", mod)
-    p = run("make", "-C", TOP, "module", f"MOD={mod}", f"KDIR=/lib/modules/{kver}/build",
-            "W=1", "C=2")
+    where = [f"KDIR=/lib/modules/{kver}/build"]
+    if base.startswith("trixie-"):
+        where = [f"KDIR=/usr/src/linux-headers-{kver}",
+                 f"KRUN={TOP}/tools/vmgen-rig/debian.sh run {os.environ.get('VMGEN_CACHE', '/var/cache/vmgen')} {TOP}"]
+    p = run("make", "-C", TOP, "module", f"MOD={mod}", *where, "W=1", "C=2")
     return p, mod
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import GuestTests
 from vmgen import ktap
-from vmgen.observe import stale_pair
+from vmgen.observe import KST, stale_pair
 
 
 @pytest.mark.kernels("patched")
@@ -66,3 +66,43 @@ class TestStaleVdso(GuestTests):
     def test_vmgen_stale_passes_in_each_clone(self, run):
         problems = [p for out in run["driver"].logs for p in ktap.verdicts(out)]
         assert not problems, "; ".join(problems)
+
+
+@pytest.mark.kernels("trixie", "vdso")
+class TestStaleGlibc(GuestTests):
+    """What ordinary programs get on Debian 13: glibc 2.41's getrandom(),
+    which is the vDSO's on 6.11 and later. vmgen_stale's default loop
+    calls it, as any program would; a process that has called it holds
+    glibc's vDSO state in a droppable mapping ("dp" in smaps), which shows
+    that glibc took the vDSO's path. Then, as through the vDSO: the
+    control (no driver) shares output, and with the driver the clones
+    part, once the reseed has landed on a stock kernel."""
+
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        g = group.boot("glibc", kernel)
+        dp = g.sh(f"cd {KST}/vmgen && VMGEN_STALE_RATE_MS=3000 ./vmgen_stale >/dev/null & "
+                  "sleep 1; grep -c '^VmFlags:.* dp' /proc/$!/smaps; wait", check=False)
+        group.down(g)
+        return {"droppable": dp.split()[0] if dp.split() else "",
+                "control": stale_pair(group, kernel, "gctl", "--no-driver"),
+                "driver": stale_pair(group, kernel, "glib")}
+
+    def test_glibc_getrandom_is_the_vdsos(self, run):
+        assert run["droppable"].isdigit() and int(run["droppable"]) >= 1, \
+            f"no droppable mapping in a process that called getrandom(): " \
+            f"'{run['droppable']}'; glibc did not take the vDSO's path"
+
+    def test_control_without_the_driver_shares_output(self, run):
+        c = run["control"]
+        assert c.shared > 0, f"none of {len(c.one)} glibc samples shared without the driver"
+
+    def test_clones_part_with_the_driver(self, run, kernel):
+        c, d = run["control"], run["driver"]
+        assert c.shared > 0, "the control shows no stale glibc output"
+        if kernel.patched:
+            assert d.shared == 0, f"{d.shared} of {len(d.one)} post-restore glibc samples " \
+                f"shared (control: {c.shared} of {len(c.one)})"
+        else:
+            assert d.fresh_after_us >= 0, f"the clones' glibc output never parted in " \
+                f"{len(d.one)} samples (control: {c.shared} shared)"

@@ -98,10 +98,15 @@ class TestWindow(GuestTests):
     def cases(case):
         return [f"poll{i}" for i in range(POLL_SAVES)] if case == "poll" else [case]
 
-    def test_control_without_the_driver_shares_for_the_whole_window(self, run):
+    def test_control_without_the_driver_shares_past_every_bound(self, run):
+        """Without the driver the clones must not part before the longest
+        bound: a bound says something only where they would not have
+        parted by then anyway. (On 7.3 the vDSO's control has parted at
+        1188 and 1193 ms, past every bound, in two runs of three.)"""
+        longest = max(BOUND_MS.values()) * 1000
         for t in run["tags"]:
             c = run["control"][t]
-            assert c.shared > 0 and c.fresh_after_us < 0, \
+            assert c.shared > 0 and not 0 <= c.fresh_after_us <= longest, \
                 f"{t}: {c.shared} of {len(c.one)} shared, parted after " \
                 f"{fmt(c.fresh_after_us)} without the driver: no window can be bounded"
             assert c.span_us >= max(BOUND_MS.values()) * 1000, \

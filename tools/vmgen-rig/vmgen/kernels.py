@@ -23,20 +23,27 @@ from . import rig
 @dataclass(frozen=True)
 class Kernel:
     name: str
-    base: str		# "6.1" or "6.12"
+    base: str		# "6.1", "6.12" (Debian 12's), "trixie-6.12", "trixie-7"
     patched: bool	# random.c.patch and the in-tree driver
     builtin: bool	# driver =y (else a module the rig's init loads)
     debug: bool		# lockdep, DEBUG_ATOMIC_SLEEP, kmemleak
     reference: bool = False	# runs the base-independent tests too
+    userspace: str = "bookworm"	# the guests' Debian: "bookworm" or "trixie"
 
     def __str__(self):
         return self.name
 
     @property
+    def line(self):
+        """The upstream line: "6.1", "6.12" or "7"."""
+        return self.base.removeprefix("trixie-")
+
+    @property
     def rng_vvar(self):
-        """Where the crng's generation is in the vDSO's data page, on
-        kernels whose vDSO has getrandom(); -1 on the others."""
-        return {"6.12": 640}.get(self.base, -1)
+        """Where the crng's generation is in [vvar], on kernels whose vDSO
+        has getrandom(); -1 on the others. 6.12 keeps it in the one data
+        page; 7.x's generic data store gives it the third page."""
+        return {"6.12": 640, "7": 2 * 4096}.get(self.line, -1)
 
     def conf(self):
         return rig.kernel_conf(self.name)
@@ -49,8 +56,12 @@ class Kernel:
             "module": not self.builtin,
             "builtin": self.builtin,
             "debug": self.debug,
-            "vdso": self.base == "6.12",	# getrandom() in the vDSO
+            "vdso": self.line in ("6.12", "7"),	# getrandom() in the vDSO
             "reference": self.reference,
+            # The image ships the real ptp_vmclock, counter and all.
+            "ptp": self.line == "7",
+            # Debian 13 userspace: glibc's getrandom() is the vDSO's.
+            "trixie": self.userspace == "trixie",
         }[flag]
 
 
@@ -61,6 +72,10 @@ KERNELS = {k.name: k for k in (
     Kernel("stock-6.12", "6.12", patched=False, builtin=False, debug=False),
     Kernel("patched-6.12-y", "6.12", patched=True, builtin=True, debug=True),
     Kernel("patched-6.12-m", "6.12", patched=True, builtin=False, debug=True),
+    Kernel("stock-trixie-6.12", "trixie-6.12", patched=False, builtin=False, debug=False,
+           userspace="trixie"),
+    Kernel("stock-trixie-7", "trixie-7", patched=False, builtin=False, debug=False,
+           userspace="trixie"),
 )}
 
 
