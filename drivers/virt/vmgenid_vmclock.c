@@ -135,7 +135,11 @@ static struct workqueue_struct *vmclock_gen_wq;
  *   the crng's generation moves, which every reseed above does. With the
  *   6.12 series the vDSO reads the counter itself.
  * - From 6.13, ptp_vmclock and vmclock-abi.h are upstream; the driver never
- *   binds the device, so it is the same beside it or alone.
+ *   binds the device, so it is the same beside it or alone. From 7.0
+ *   ptp_vmclock reads the counter too, and wakes its readers on a change,
+ *   but reseeds nothing.
+ * - 7.3 no longer declares vfs_ioctl(), so the ioctl is called through
+ *   f_op, and warns on system_wq, so the driver has a workqueue of its own.
  * - Before 6.12, misc_deregister() leaves a dynamic minor behind, and from
  *   6.3 vm_flags is written through helpers; vmclock_gen_offer() and
  *   vmclock_gen_misc_mmap() need neither difference.
