@@ -270,7 +270,7 @@ check: check-build
 	tools/vmgen-rig/suite check
 
 demo: deps
-	@$(STEP) "Building the module and the rig (first run: Debian rootfs, ~1 min)" \
+	@$(STEP) "Building the module and the rig (first run: Debian 12 and 13 roots, a few minutes)" \
 	    $(MAKE) rig
 	tools/vmgen-rig/suite demo
 
