@@ -48,7 +48,7 @@ def fmt(us):
     return "never" if us < 0 else f"{us / 1000:.1f} ms"
 
 
-@pytest.mark.kernels("stock")
+@pytest.mark.kernels("stock", "steady")
 class TestWindow(GuestTests):
     @pytest.fixture(scope="class")
     def run(self, group, kernel, request):
@@ -101,8 +101,9 @@ class TestWindow(GuestTests):
     def test_control_without_the_driver_shares_past_every_bound(self, run):
         """Without the driver the clones must not part before the longest
         bound: a bound says something only where they would not have
-        parted by then anyway. (On 7.3 the vDSO's control has parted at
-        1188 and 1193 ms, past every bound, in two runs of three.)"""
+        parted by then anyway. 7.3's control parted at 1087 to 1193 ms in
+        three runs of four, so its window is measured by hand, not gated
+        here (kernels.py, "steady")."""
         longest = max(BOUND_MS.values()) * 1000
         for t in run["tags"]:
             c = run["control"][t]
