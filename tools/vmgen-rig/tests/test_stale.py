@@ -36,32 +36,38 @@ class TestStale(GuestTests):
         assert not problems, "; ".join(problems)
 
 
+class PartsLikeTheVdso(GuestTests):
+    """The verdicts on output whose state lives in userspace and is renewed
+    when the kernel's crng generation moves: the control (no driver) must
+    share output; with the driver, the clones must part: on a patched
+    kernel at once (the vDSO reads the counter itself), on a stock one once
+    the driver's reseed has landed. run gives "control" and "driver"."""
+    what = "vDSO"
+
+    def test_control_without_the_driver_shares_output(self, run):
+        c = run["control"]
+        assert c.shared > 0, \
+            f"none of {len(c.one)} {self.what} samples shared without the driver"
+
+    def test_clones_part_with_the_driver(self, run, kernel):
+        c, d = run["control"], run["driver"]
+        assert c.shared > 0, f"the control shows no stale {self.what} output"
+        if kernel.patched:
+            assert d.shared == 0, f"{d.shared} of {len(d.one)} post-restore {self.what} " \
+                f"samples shared (control: {c.shared} of {len(c.one)})"
+        else:
+            assert d.fresh_after_us >= 0, f"the clones' {self.what} output never parted in " \
+                f"{len(d.one)} samples (control: {c.shared} shared)"
+
+
 @pytest.mark.kernels("vdso")
-class TestStaleVdso(GuestTests):
-    """The vDSO's getrandom() (6.11 and later) keeps its state in userspace
-    and refreshes it only when the kernel's crng generation moves. The
-    control (no driver) must share output; with the driver, the clones must
-    part: on a patched kernel at once (the vDSO reads the counter itself),
-    on a stock one once the driver's reseed has landed."""
+class TestStaleVdso(PartsLikeTheVdso):
+    """The vDSO's getrandom() (6.11 and later), called directly."""
 
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
         return {"control": stale_pair(group, kernel, "vctl", "--no-driver", vdso=True),
                 "driver": stale_pair(group, kernel, "vdso", vdso=True)}
-
-    def test_control_without_the_driver_shares_output(self, run):
-        c = run["control"]
-        assert c.shared > 0, f"none of {len(c.one)} vDSO samples shared without the driver"
-
-    def test_clones_part_with_the_driver(self, run, kernel):
-        c, d = run["control"], run["driver"]
-        assert c.shared > 0, "the control shows no stale vDSO output"
-        if kernel.patched:
-            assert d.shared == 0, f"{d.shared} of {len(d.one)} post-restore vDSO samples " \
-                f"shared (control: {c.shared} of {len(c.one)})"
-        else:
-            assert d.fresh_after_us >= 0, f"the clones' vDSO output never parted in " \
-                f"{len(d.one)} samples (control: {c.shared} shared)"
 
     def test_vmgen_stale_passes_in_each_clone(self, run):
         problems = [p for out in run["driver"].logs for p in ktap.verdicts(out)]
@@ -69,14 +75,13 @@ class TestStaleVdso(GuestTests):
 
 
 @pytest.mark.kernels("trixie", "vdso")
-class TestStaleGlibc(GuestTests):
+class TestStaleGlibc(PartsLikeTheVdso):
     """What ordinary programs get on Debian 13: glibc 2.41's getrandom(),
     which is the vDSO's on 6.11 and later. vmgen_stale's default loop
     calls it, as any program would; a process that has called it holds
     glibc's vDSO state in a droppable mapping ("dp" in smaps), which shows
-    that glibc took the vDSO's path. Then, as through the vDSO: the
-    control (no driver) shares output, and with the driver the clones
-    part, once the reseed has landed on a stock kernel."""
+    that glibc took the vDSO's path. Then the vDSO's verdicts."""
+    what = "glibc"
 
     @pytest.fixture(scope="class")
     def run(self, group, kernel):
@@ -92,17 +97,3 @@ class TestStaleGlibc(GuestTests):
         assert run["droppable"].isdigit() and int(run["droppable"]) >= 1, \
             f"no droppable mapping in a process that called getrandom(): " \
             f"'{run['droppable']}'; glibc did not take the vDSO's path"
-
-    def test_control_without_the_driver_shares_output(self, run):
-        c = run["control"]
-        assert c.shared > 0, f"none of {len(c.one)} glibc samples shared without the driver"
-
-    def test_clones_part_with_the_driver(self, run, kernel):
-        c, d = run["control"], run["driver"]
-        assert c.shared > 0, "the control shows no stale glibc output"
-        if kernel.patched:
-            assert d.shared == 0, f"{d.shared} of {len(d.one)} post-restore glibc samples " \
-                f"shared (control: {c.shared} of {len(c.one)})"
-        else:
-            assert d.fresh_after_us >= 0, f"the clones' glibc output never parted in " \
-                f"{len(d.one)} samples (control: {c.shared} shared)"
