@@ -74,6 +74,20 @@ class TestStaleVdso(PartsLikeTheVdso):
         assert not problems, "; ".join(problems)
 
 
+@pytest.mark.kernels("patched", "vdso")
+class TestStaleVdsoUnannounced(PartsLikeTheVdso):
+    """The vDSO's own check alone: the clones continue without the doorbell,
+    so the kernel hears of the restore only when it next draws or when the
+    driver's backstop next reads the counter, up to a second later."""
+    what = "unannounced vDSO"
+
+    @pytest.fixture(scope="class")
+    def run(self, group, kernel):
+        return {"control": stale_pair(group, kernel, "uctl", "--no-driver", vdso=True,
+                                      ring=False),
+                "driver": stale_pair(group, kernel, "uvdso", vdso=True, ring=False)}
+
+
 @pytest.mark.kernels("trixie", "vdso")
 class TestStaleGlibc(PartsLikeTheVdso):
     """What ordinary programs get on Debian 13: glibc 2.41's getrandom(),

@@ -174,15 +174,16 @@ def stale_pairs(pair, tags=("sys",)):
             for i, t in enumerate(tags)}
 
 
-def stale_pair(group, kernel, name, *boot, window_ms=500, clone_opts=(), vdso=False):
+def stale_pair(group, kernel, name, *boot, window_ms=500, clone_opts=(), vdso=False,
+               ring=True):
     """Boot a guest looping getrandom(32) (vmgen_stale), through the vDSO if
-    @vdso, save it while it loops, continue two clones together, and return
-    their samples."""
+    @vdso, save it while it loops, continue two clones together (ringing the
+    doorbell if @ring), and return their samples."""
     g = group.boot(name, kernel, *boot)
     quiesce(g)
     stale_start(g, window_ms=window_ms, vdso=vdso)
     state = group.save(g)
-    pair = group.clones(state, g, [f"{name}-1", f"{name}-2"], *clone_opts)
+    pair = group.clones(state, g, [f"{name}-1", f"{name}-2"], *clone_opts, ring=ring)
     out = stale_pairs(pair)["sys"]
     group.down(*pair)
     return out
