@@ -110,9 +110,15 @@ dkms-install:
 # the way Debian builds it, in the rig's Debian 13 root: $(DEB)/*.deb and
 # the source package beside it. DKMS then builds the module on each
 # machine, for each kernel whose headers it has.
+# Built again only when one of its inputs changed.
 DEB := $(O)/deb
 D13 := tools/vmgen-rig/debian.sh
-deb:
+DEB_FILE := $(DEB)/vmgenid-vmclock-dkms_$(VERSION)_all.deb
+DEB_INPUTS := tools/dkms/Kbuild tools/dkms/dkms.conf drivers/virt/vmgenid_vmclock.c \
+	include/uapi/linux/vmclock-abi.h Documentation/admin-guide/vmclock-vmgenid.rst \
+	tools/udev/90-vmgenid-vmclock.rules $(shell find tools/dkms/debian -type f) $(D13)
+deb: $(DEB_FILE)
+$(DEB_FILE): $(DEB_INPUTS)
 	rm -rf $(DEB) && mkdir -p $(DEB)/src/include/uapi/linux
 	cp tools/dkms/Kbuild tools/dkms/dkms.conf drivers/virt/vmgenid_vmclock.c $(DEB)/src/
 	cp include/uapi/linux/vmclock-abi.h $(DEB)/src/include/uapi/linux/
@@ -127,7 +133,7 @@ deb:
 # builds the module for each kernel whose headers are here. Installed
 # afresh, as DKMS builds for the newest kernel only on a reinstall; a
 # registration make dkms-install made goes first.
-deb-install: deb
+deb-install: $(DEB_FILE)
 	if dpkg -s vmgenid-vmclock-dkms >/dev/null 2>&1; then \
 	    apt-get purge -y -q vmgenid-vmclock-dkms; fi
 	dkms remove -q vmgenid-vmclock/$(VERSION) --all 2>/dev/null || true
@@ -136,13 +142,16 @@ deb-install: deb
 # The module DKMS builds from that package on a Debian 13 machine, for each
 # Debian 13 kernel, as the guests of those kernels get it: installed in a
 # throwaway copy of the root, then copied to $(DEB)/modules/KVER/.
-deb-modules: deb
+deb-modules: $(DEB)/modules/.built
+$(DEB)/modules/.built: $(DEB_FILE)
+	rm -rf $(DEB)/modules
 	$(D13) scratch $(VMGEN_CACHE) $(DEB) sh -c 'apt-get install -y -q \
 	    ./vmgenid-vmclock-dkms_$(VERSION)_all.deb && \
 	    for d in /lib/modules/*/updates/dkms; do k=$${d#/lib/modules/}; k=$${k%%/*}; \
 	        mkdir -p modules/$$k && cp $$d/vmgenid_vmclock.ko* modules/$$k/ || exit; done' \
 	    >$(DEB)/install.log 2>&1 || { cat $(DEB)/install.log; exit 1; }
 	ls $(DEB)/modules/*/
+	touch $@
 
 patches:
 	for b in 6.1 6.12; do tools/kernel-tree/mkseries.sh $$b patches/$$b || exit; done
