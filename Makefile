@@ -109,8 +109,8 @@ dkms-install:
 # The Debian package users install (tools/dkms/debian, dh-dkms), built
 # the way Debian builds it, in the rig's Debian 13 root: $(DEB)/*.deb and
 # the source package beside it. DKMS then builds the module on each
-# machine, for each kernel whose headers it has.
-# Built again only when one of its inputs changed.
+# machine, for each kernel whose headers it has. Built again only when one
+# of its inputs changed.
 DEB := $(O)/deb
 D13 := tools/vmgen-rig/debian.sh
 DEB_FILE := $(DEB)/vmgenid-vmclock-dkms_$(VERSION)_all.deb
