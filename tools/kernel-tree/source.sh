@@ -3,20 +3,36 @@
 # into CACHE_DIR under the package's version. checkpatch, kernel-doc and the
 # in-tree selftest build come from it.
 #
-# usage: source.sh BASE CACHE_DIR     (BASE: 6.1)
+# usage: source.sh BASE CACHE_DIR     (BASE: 6.1, 6.12 or 7.3)
+#        source.sh --tarball BASE CACHE_DIR
+#                                     the package's tarball instead
+# Debian 12 has 6.1 and 6.12 (make deps). 7.3 is trixie-backports', in the
+# rig's Debian 13 root (tools/vmgen-rig/debian.sh).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+tarball=0
+[ "${1:-}" = --tarball ] && { tarball=1; shift; }
 base=${1:?usage: source.sh BASE CACHE_DIR}
 cache=${2:?usage: source.sh BASE CACHE_DIR}
 pkg=linux-source-$base
-ver=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null) || {
+root=
+case "$base" in
+7.*) root=$("$here/../vmgen-rig/debian.sh" debian13 "$cache") ;;
+esac
+ver=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Version}' "$pkg" 2>/dev/null) || {
 	echo "source: $pkg is not installed (make deps)" >&2
 	exit 1
 }
+src=$(ls "$root"/usr/src/"$pkg".tar.*)
+if [ "$tarball" = 1 ]; then
+	echo "$src"
+	exit 0
+fi
 dir=$cache/$pkg-$ver
 if [ ! -e "$dir/.unpacked" ]; then
 	echo "source: unpacking $pkg $ver into $dir" >&2
 	rm -rf "$dir" && mkdir -p "$dir"
-	tar -xaf /usr/src/"$pkg".tar.* -C "$dir" --strip-components=1
+	tar -xaf "$src" -C "$dir" --strip-components=1
 	touch "$dir/.unpacked"
 fi
 echo "$dir"

@@ -31,8 +31,10 @@ set -euo pipefail
 # module for Debian 13's kernels, 6.12 and trixie-backports' 7.x, the way a
 # Debian 13 machine does: their Kbuild host programs need Debian 13's glibc.
 # Its debhelper, dh-dkms and lintian build and check the Debian package.
+# Its linux-source-7.3 is the upstream base of the 7.x series.
 DEBIAN13=(qemu-system-x86 qemu-utils qemu-user binutils make kmod xz-utils dkms
 	  linux-headers-amd64 linux-headers-cloud-amd64/trixie-backports
+	  linux-source-7.3/trixie-backports
 	  sparse build-essential debhelper dh-dkms lintian)
 
 mirror() {
