@@ -1,10 +1,10 @@
 #!/bin/bash
-# Turn a pristine Linux 6.1 or 6.12 source tree into the vmgen one, in place:
+# Turn a pristine Linux 6.1, 6.12 or 7.3 source tree into the vmgen one, in place:
 #   - drivers/virt/vmgenid_vmclock.c and include/uapi/linux/vmclock-abi.h;
 #   - CONFIG_VMGENID_VMCLOCK in drivers/virt/Kconfig, its Makefile line, and
 #     a MAINTAINERS entry (virt.patch);
 #   - random.c and linux/random.h: drivers/char/random.c.patch on 6.1,
-#     drivers/char/random.c-6.12.patch on 6.12;
+#     drivers/char/random.c-BASE.patch on 6.12 and 7.3;
 #   - the admin guide (listed in its index) and the sysfs ABI entry;
 #   - tools/testing/selftests/vmgen, listed in the selftests' TARGETS;
 #   - what only one base needs, in tools/kernel-tree/BASE/.
@@ -36,10 +36,13 @@ fi
 # random.c first: the patches in $base/ (the vDSO's) may build on it.
 case "$base" in
 6.1) random=$top/drivers/char/random.c.patch ;;
-6.12) random=$top/drivers/char/random.c-6.12.patch ;;
-*) die "Linux $base: the series is for 6.1 and 6.12" ;;
+6.12 | 7.3) random=$top/drivers/char/random.c-$base.patch ;;
+*) die "Linux $base: the series is for 6.1, 6.12 and 7.3" ;;
 esac
-patches=("$random" "$here/$base"/*.patch "$here/virt.patch" "$here/docs.patch")
+# A base whose admin guide index differs has a docs.patch of its own.
+docs=$here/docs.patch
+[ ! -e "$here/$base/docs.patch" ] || docs=
+patches=("$random" "$here/$base"/*.patch "$here/virt.patch" ${docs:+"$docs"})
 if [ "$list" = 1 ]; then
 	printf '%s\n' "${patches[@]}"
 	exit 0

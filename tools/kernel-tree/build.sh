@@ -18,7 +18,7 @@
 # included, so that neither build sees the other's.
 #
 # usage: build.sh BASE VARIANT CACHE_DIR [MUTANT_PATCH]
-#        (BASE: 6.1 or 6.12; VARIANT: y or m)
+#        (BASE: 6.1, 6.12 or 7.3; VARIANT: y or m)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

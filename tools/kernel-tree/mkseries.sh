@@ -1,6 +1,6 @@
 #!/bin/bash
-# Write the vmgen change as a git format-patch series against Linux 6.1 or
-# 6.12, one logical change per patch, with a cover letter. The series is
+# Write the vmgen change as a git format-patch series against Linux 6.1, 6.12 or
+# 7.3, one logical change per patch, with a cover letter. The series is
 # built in a scratch repository holding only the files it touches, from
 # Debian's linux-source-BASE, so its diffstats are those of the real tree.
 # The patches are those apply.sh applies, in its order.
@@ -14,8 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 base=${1:?usage: mkseries.sh BASE OUT_DIR}
 out=$(realpath -m "${2:?usage: mkseries.sh BASE OUT_DIR}")
-tarball=/usr/src/linux-source-$base.tar.xz
-[ -f "$tarball" ] || { echo "mkseries: no $tarball (apt-get install linux-source-$base)" >&2; exit 1; }
+tarball=$("$here/source.sh" --tarball "$base" "${VMGEN_CACHE:-/var/cache/vmgen}")
 mapfile -t series < <("$here/apply.sh" --list "$base")
 # The files the patches change, as the tarball names them.
 mapfile -t files < <(sed -n 's|^--- a/\([^\t]*\).*|linux-source-'"$base"'/\1|p' "${series[@]}" | sort -u)
@@ -35,6 +34,9 @@ commit() {	# commit MESSAGE-FILE: commit everything, message from stdin
 	git commit -q -F -
 }
 
+# From 7.0 the kernel has the header: the series keeps it, as apply.sh does.
+pristine=$("$here/source.sh" "$base" "${VMGEN_CACHE:-/var/cache/vmgen}")
+if [ ! -e "$pristine/include/uapi/linux/vmclock-abi.h" ]; then
 mkdir -p include/uapi/linux
 cp "$top/include/uapi/linux/vmclock-abi.h" include/uapi/linux/
 commit <<'EOF'
@@ -52,6 +54,7 @@ including VM_GEN_COUNTER_PRESENT (bit 8) and NOTIFICATION_PRESENT (bit
 9), and the seq_count update protocol, including why a guest must bound
 its read loop.
 EOF
+fi
 
 # commit_mail PATCH: apply a patch that carries its own message.
 commit_mail() {
@@ -64,7 +67,7 @@ commit_mail() {
 }
 
 # random.c's patch, then those of this base that carry a message (the
-# vDSO's on 6.12), as apply.sh orders them.
+# vDSO's on 6.12 and 7.3), as apply.sh orders them.
 for p in "${series[@]}"; do
 	grep -q '^Subject: \[PATCH\] ' "$p" && commit_mail "$p"
 done
@@ -113,7 +116,9 @@ EOF
 cp "$top/Documentation/admin-guide/vmclock-vmgenid.rst" Documentation/admin-guide/
 mkdir -p Documentation/ABI/testing
 cp "$top/Documentation/ABI/testing/sysfs-driver-vmgenid_vmclock" Documentation/ABI/testing/
-patch -s -p1 --no-backup-if-mismatch <"$here/docs.patch"
+docs=$here/$base/docs.patch
+[ -e "$docs" ] || docs=$here/docs.patch
+patch -s -p1 --no-backup-if-mismatch <"$docs"
 commit <<'EOF'
 Documentation: describe vmgenid_vmclock for administrators
 
