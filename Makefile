@@ -43,7 +43,8 @@ RIG_MAKE := $(MAKE) -C tools/vmgen-rig O=$(O) VMGEN_CACHE=$(VMGEN_CACHE)
 # built-in variants, patched-6.1-y and patched-6.12-y, are the same code
 # started earlier; make builds them by name (make kernel-patched-6.1-y),
 # and CI's 90 minutes have no room for another kernel build.
-KERNELS ?= stock-6.1 patched-6.1-m stock-6.12 patched-6.12-m stock-trixie-6.12 stock-trixie-7
+KERNELS ?= stock-6.1 patched-6.1-m stock-6.12 patched-6.12-m stock-trixie-6.12 stock-trixie-7 \
+	patched-7.3-m
 
 export VMGEN_CACHE
 export VMGEN_BUILD := $(O)
@@ -154,7 +155,7 @@ $(DEB)/modules/.built: $(DEB_FILE)
 	touch $@
 
 patches:
-	for b in 6.1 6.12; do tools/kernel-tree/mkseries.sh $$b patches/$$b || exit; done
+	for b in 6.1 6.12 7.3; do tools/kernel-tree/mkseries.sh $$b patches/$$b || exit; done
 
 # The selftests, built in Debian's pristine 6.12 tree the kernel's way.
 kselftest:
@@ -220,6 +221,7 @@ kernel-patched-%: rig-tools
 	obj=$$(tools/kernel-tree/build.sh $(pbase) $(pvar) $(VMGEN_CACHE) $(kmutant)) && \
 	$(if $(dmutant),$(MAKE) module KDIR=$$obj MOD=$(O)/mutants/$(call kname,patched-$*) && ) \
 	$(RIG_MAKE) kernel NAME=$(call kname,patched-$*) BASE=$(pbase) PATCHED=1 DEBUG=1 \
+	    $(if $(filter 7.%,$(pbase)),USERSPACE=trixie) \
 	    KVER=$$(cat $$obj/.release) VMLINUZ=$$obj/arch/x86/boot/bzImage \
 	    $(if $(filter m,$(pvar)),DRIVER=module \
 	    MODULE=$(if $(dmutant),$(O)/mutants/$(call kname,patched-$*),$$obj/drivers/virt)/vmgenid_vmclock.ko \

@@ -64,8 +64,15 @@ def pytest_generate_tests(metafunc):
     ks = [k for k in mine + [k for k in KERNELS.values() if k not in mine]
           if all(k.has(f) for f in flags)]
     skip = pytest.mark.skip(reason="this suite leaves the kernel out (VMGEN_KERNELS)")
-    metafunc.parametrize("kernel", [k if k in mine else pytest.param(k, marks=skip)
-                                    for k in ks], ids=[k.name for k in ks],
+    suite = metafunc.module.__name__.rpartition(".")[2].removeprefix("test_")
+
+    def param(k):
+        if k not in mine:
+            return pytest.param(k, marks=skip)
+        if k.suites and suite not in k.suites:
+            return pytest.param(k, marks=pytest.mark.skip(reason=k.why))
+        return k
+    metafunc.parametrize("kernel", [param(k) for k in ks], ids=[k.name for k in ks],
                          scope="class" if metafunc.cls else "module")
 
 

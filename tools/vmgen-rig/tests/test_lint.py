@@ -83,6 +83,8 @@ MAIL_PATCHES = {
     "drivers/char/random.c.patch": "6.1",
     "drivers/char/random.c-6.12.patch": "6.12",
     "tools/kernel-tree/6.12/vdso.patch": "6.12",
+    "drivers/char/random.c-7.3.patch": "7.3",
+    "tools/kernel-tree/7.3/vdso.patch": "7.3",
 }
 
 
@@ -99,7 +101,7 @@ def test_kernel_doc_is_silent_on_the_driver(tree):
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stderr[-1500:]
 
 
-@pytest.mark.parametrize("base", ["6.1", "6.12"])
+@pytest.mark.parametrize("base", ["6.1", "6.12", "7.3"])
 def test_series_applies_to_pristine_tree_and_matches_patches_dir(build, base):
     """mkseries.sh applies apply.sh's patches in order to Debian's pristine
     linux-source-BASE files, failing on any that does not fit, and

@@ -23,12 +23,16 @@ from . import rig
 @dataclass(frozen=True)
 class Kernel:
     name: str
-    base: str		# "6.1", "6.12" (Debian 12's), "trixie-6.12", "trixie-7"
+    base: str		# "6.1", "6.12" (Debian 12's), "trixie-6.12", "trixie-7", "7.3"
     patched: bool	# random.c.patch and the in-tree driver
     builtin: bool	# driver =y (else a module the rig's init loads)
     debug: bool		# lockdep, DEBUG_ATOMIC_SLEEP, kmemleak
     reference: bool = False	# runs the base-independent tests too
     userspace: str = "bookworm"	# the guests' Debian: "bookworm" or "trixie"
+    # The test files planned on it (test_NAME.py), if not all: the others
+    # are planned as SKIP, with the reason.
+    suites: tuple = ()
+    why: str = ""
 
     def __str__(self):
         return self.name
@@ -36,7 +40,8 @@ class Kernel:
     @property
     def line(self):
         """The upstream line: "6.1", "6.12" or "7"."""
-        return self.base.removeprefix("trixie-")
+        line = self.base.removeprefix("trixie-")
+        return "7" if line.startswith("7") else line
 
     @property
     def rng_vvar(self):
@@ -58,8 +63,9 @@ class Kernel:
             "debug": self.debug,
             "vdso": self.line in ("6.12", "7"),	# getrandom() in the vDSO
             "reference": self.reference,
-            # The image ships the real ptp_vmclock, counter and all.
-            "ptp": self.line == "7",
+            # The image ships the real ptp_vmclock, counter and all (the
+            # patched 7.3 kernel's allnoconfig build has no PTP).
+            "ptp": self.line == "7" and not self.patched,
             # Debian 13 userspace: glibc's getrandom() is the vDSO's.
             "trixie": self.userspace == "trixie",
             # Without the driver, clones go on sharing for the window
@@ -80,6 +86,13 @@ KERNELS = {k.name: k for k in (
            userspace="trixie"),
     Kernel("stock-trixie-7", "trixie-7", patched=False, builtin=False, debug=False,
            userspace="trixie"),
+    # The series on its upstream base, with Debian 13 userspace.
+    # It runs what the series changes on that base, random.c and the vDSO;
+    # the driver on 7.x is stock-trixie-7's, beside the real ptp_vmclock.
+    Kernel("patched-7.3-m", "7.3", patched=True, builtin=False, debug=True, userspace="trixie",
+           suites=("restore", "stale", "sync"),
+           why="the 7.3 series' kernel runs restore, stale and sync (random.c, the vDSO); "
+               "the driver on 7.x is tested on stock-trixie-7"),
 )}
 
 
