@@ -40,9 +40,10 @@ case "$base" in
 *) die "Linux $base: the series is for 6.1, 6.12 and 7.3" ;;
 esac
 # A base whose admin guide index differs has a docs.patch of its own.
-docs=$here/docs.patch
-[ ! -e "$here/$base/docs.patch" ] || docs=
-patches=("$random" "$here/$base"/*.patch "$here/virt.patch" ${docs:+"$docs"})
+docs=$here/$base/docs.patch
+[ -e "$docs" ] || docs=$here/docs.patch
+mapfile -t own < <(ls "$here/$base"/*.patch | grep -v '/docs\.patch$')
+patches=("$random" "${own[@]}" "$here/virt.patch" "$docs")
 if [ "$list" = 1 ]; then
 	printf '%s\n' "${patches[@]}"
 	exit 0

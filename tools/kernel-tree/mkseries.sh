@@ -14,14 +14,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 base=${1:?usage: mkseries.sh BASE OUT_DIR}
 out=$(realpath -m "${2:?usage: mkseries.sh BASE OUT_DIR}")
-tarball=$("$here/source.sh" --tarball "$base" "${VMGEN_CACHE:-/var/cache/vmgen}")
+pristine=$("$here/source.sh" "$base" "${VMGEN_CACHE:-/var/cache/vmgen}")
 mapfile -t series < <("$here/apply.sh" --list "$base")
-# The files the patches change, as the tarball names them.
-mapfile -t files < <(sed -n 's|^--- a/\([^\t]*\).*|linux-source-'"$base"'/\1|p' "${series[@]}" | sort -u)
+# The files the patches change.
+mapfile -t files < <(sed -n 's|^--- a/\([^\t]*\).*|\1|p' "${series[@]}" | sort -u)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-tar -xJf "$tarball" -C "$work" --strip-components=1 "${files[@]}"
+(cd "$pristine" && cp --parents "${files[@]}" "$work")
 cd "$work"
 git init -q
 git config user.name "vmgen"
@@ -35,7 +35,6 @@ commit() {	# commit MESSAGE-FILE: commit everything, message from stdin
 }
 
 # From 7.0 the kernel has the header: the series keeps it, as apply.sh does.
-pristine=$("$here/source.sh" "$base" "${VMGEN_CACHE:-/var/cache/vmgen}")
 if [ ! -e "$pristine/include/uapi/linux/vmclock-abi.h" ]; then
 mkdir -p include/uapi/linux
 cp "$top/include/uapi/linux/vmclock-abi.h" include/uapi/linux/
@@ -116,9 +115,8 @@ EOF
 cp "$top/Documentation/admin-guide/vmclock-vmgenid.rst" Documentation/admin-guide/
 mkdir -p Documentation/ABI/testing
 cp "$top/Documentation/ABI/testing/sysfs-driver-vmgenid_vmclock" Documentation/ABI/testing/
-docs=$here/$base/docs.patch
-[ -e "$docs" ] || docs=$here/docs.patch
-patch -s -p1 --no-backup-if-mismatch <"$docs"
+# The admin guide's index entry: the docs.patch apply.sh chose for the base.
+patch -s -p1 --no-backup-if-mismatch <"$(printf '%s\n' "${series[@]}" | grep '/docs\.patch$')"
 commit <<'EOF'
 Documentation: describe vmgenid_vmclock for administrators
 

@@ -4,14 +4,10 @@
 # in-tree selftest build come from it.
 #
 # usage: source.sh BASE CACHE_DIR     (BASE: 6.1, 6.12 or 7.3)
-#        source.sh --tarball BASE CACHE_DIR
-#                                     the package's tarball instead
 # Debian 12 has 6.1 and 6.12 (make deps). 7.3 is trixie-backports', in the
 # rig's Debian 13 root (tools/vmgen-rig/debian.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-tarball=0
-[ "${1:-}" = --tarball ] && { tarball=1; shift; }
 base=${1:?usage: source.sh BASE CACHE_DIR}
 cache=${2:?usage: source.sh BASE CACHE_DIR}
 pkg=linux-source-$base
@@ -23,16 +19,11 @@ ver=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Version}' "$pkg" 2>/de
 	echo "source: $pkg is not installed (make deps)" >&2
 	exit 1
 }
-src=$(ls "$root"/usr/src/"$pkg".tar.*)
-if [ "$tarball" = 1 ]; then
-	echo "$src"
-	exit 0
-fi
 dir=$cache/$pkg-$ver
 if [ ! -e "$dir/.unpacked" ]; then
 	echo "source: unpacking $pkg $ver into $dir" >&2
 	rm -rf "$dir" && mkdir -p "$dir"
-	tar -xaf "$src" -C "$dir" --strip-components=1
+	tar -xaf "$root"/usr/src/"$pkg".tar.* -C "$dir" --strip-components=1
 	touch "$dir/.unpacked"
 fi
 echo "$dir"

@@ -70,7 +70,7 @@ def pytest_generate_tests(metafunc):
         if k not in mine:
             return pytest.param(k, marks=skip)
         if k.suites and suite not in k.suites:
-            return pytest.param(k, marks=pytest.mark.skip(reason=k.why))
+            return pytest.param(k, marks=pytest.mark.skip(reason=k.skip_reason))
         return k
     metafunc.parametrize("kernel", [param(k) for k in ks], ids=[k.name for k in ks],
                          scope="class" if metafunc.cls else "module")

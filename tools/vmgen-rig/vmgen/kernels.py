@@ -30,9 +30,13 @@ class Kernel:
     reference: bool = False	# runs the base-independent tests too
     userspace: str = "bookworm"	# the guests' Debian: "bookworm" or "trixie"
     # The test files planned on it (test_NAME.py), if not all: the others
-    # are planned as SKIP, with the reason.
+    # are planned as SKIP, with why.
     suites: tuple = ()
     why: str = ""
+
+    @property
+    def skip_reason(self):
+        return f"{self.name} runs {', '.join(self.suites)} only: {self.why}"
 
     def __str__(self):
         return self.name
@@ -91,7 +95,7 @@ KERNELS = {k.name: k for k in (
     # the driver on 7.x is stock-trixie-7's, beside the real ptp_vmclock.
     Kernel("patched-7.3-m", "7.3", patched=True, builtin=False, debug=True, userspace="trixie",
            suites=("restore", "stale", "sync"),
-           why="the 7.3 series' kernel runs restore, stale and sync (random.c, the vDSO); "
+           why="what the series changes on 7.3 (random.c, the vDSO); "
                "the driver on 7.x is tested on stock-trixie-7"),
 )}
 
