@@ -39,6 +39,7 @@ class Ktap:
         self.number = {}
         self.t0 = time.monotonic()
         self.results = {}	# values a suite reports at the end
+        self.spent = {}		# (file, kernel) -> seconds, setup and teardown included
 
     def emit(self, line):
         sys.stdout.write(line + "\n")
@@ -80,6 +81,10 @@ class Ktap:
             self.outcome["collect:" + report.nodeid] = ("not ok", "collection failed")
 
     def pytest_runtest_logreport(self, report):
+        item = next((i for i in self.items if i.nodeid == report.nodeid), None)
+        if item is not None:
+            key = spent_key(item)
+            self.spent[key] = self.spent.get(key, 0.0) + report.duration
         prev = self.outcome.get(report.nodeid)
         if report.failed:
             when = {"setup": "setup failed: ", "teardown": "teardown failed: "}
@@ -124,6 +129,7 @@ class Ktap:
         for last, line in lines:
             if not last:
                 self.emit(line)
+        self.time_report()
         if failed:
             self.emit(f"# log: {self.log.path}")
         self.emit(f"# {len(self.items)} planned, {time.monotonic() - self.t0:.0f}s")
@@ -132,6 +138,28 @@ class Ktap:
             if last:
                 self.emit(line)
         session.exitstatus = 1 if failed or not self.items else 0
+
+
+    def time_report(self):
+        """Where the run's time went: by kernel, by test file, and the
+        slowest groups, so that a slow CI run can be read from its log."""
+        if not self.spent:
+            return
+        for title, pick in (("kernel", lambda k: k[1]), ("file", lambda k: k[0]),
+                            ("group", lambda k: f"{k[0]} on {k[1]}")):
+            sums = {}
+            for key, sec in self.spent.items():
+                sums[pick(key)] = sums.get(pick(key), 0.0) + sec
+            top = sorted(sums.items(), key=lambda kv: -kv[1])[:12]
+            self.diag(f"time by {title}: " + ", ".join(f"{n} {s:.0f}s" for n, s in top))
+
+
+def spent_key(item):
+    """The file and the kernel a test's time is charged to."""
+    mod = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    params = getattr(item, "callspec", None) and item.callspec.params
+    k = params.get("kernel") if params else None
+    return mod, getattr(k, "name", "host")
 
 
 def short_reason(report):
