@@ -233,6 +233,11 @@ class Rig:
         return p
 
     def boot(self, name, kernel, *opts):
+        # kernels.py plans tests by the guests' Debian; make chose it too.
+        built = kernel_conf(kernel.name).get("USERSPACE", "bookworm")
+        if built != kernel.userspace:
+            raise RigError(f"kernel {kernel.name} was built with {built} userspace, "
+                           f"and kernels.py says {kernel.userspace}: make and the table disagree")
         with step(f"Booting guest '{name}' ({kernel.name})"):
             self.run("boot", name, "--kernel", kernel.name, *opts)
         g = Guest(self, name, kernel)
