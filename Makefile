@@ -39,12 +39,9 @@ DKMS_SRC := /usr/src/vmgenid-vmclock-$(VERSION)
 STEP := tools/vmgen-rig/step $(O)/logs/build.log
 RIG_MAKE := $(MAKE) -C tools/vmgen-rig O=$(O) VMGEN_CACHE=$(VMGEN_CACHE)
 
-# The guest kernels make check tests, and the ones make kernels builds. The
-# built-in variants, patched-6.1-y and patched-6.12-y, are the same code
-# started earlier; make builds them by name (make kernel-patched-6.1-y),
-# and CI's 90 minutes have no room for another kernel build.
-KERNELS ?= stock-6.1 patched-6.1-m stock-6.12 patched-6.12-m stock-trixie-6.12 stock-trixie-7 \
-	patched-7.3-m
+# The guest kernels make check tests, and the ones make kernels builds
+# (tools/vmgen-rig/check-kernels says which and why).
+KERNELS ?= $(shell grep -v '^\#' tools/vmgen-rig/check-kernels)
 
 export VMGEN_CACHE
 export VMGEN_BUILD := $(O)
