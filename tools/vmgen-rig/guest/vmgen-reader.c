@@ -29,8 +29,9 @@
  *                                    call spans a move of the counter, then
  *                                    print a hash of that call's last 64 KB
  *   vmgen-reader --reseed            force a crng reseed now (root), exit
- *   vmgen-reader --quiesce OFFSET    reseed, then, if OFFSET >= 0, wait until
- *                                    the kernel reseeds on its own schedule:
+ *   vmgen-reader --quiesce OFFSET    wait for 4 s of uptime, reseed, then, if
+ *                                    OFFSET >= 0, wait until the kernel
+ *                                    reseeds on its own schedule:
  *                                    OFFSET is where the crng's generation is
  *                                    in the vDSO's data page ([vvar]), which
  *                                    kernels with the vDSO's getrandom() have
@@ -42,7 +43,11 @@
  * a test that wants to show clones *would* share output must read before
  * that happens on its own. Later kernels also reseed from delayed work whose
  * time RNDRESEEDCRNG leaves as it was: --quiesce waits for that one, after
- * which the next is the same interval away.
+ * which the next is the same interval away. In the first two minutes that
+ * interval is uptime/2 in whole seconds, and never under one: a guest
+ * booted under --icount quiesces within 4 s of uptime, where the next
+ * reseed would come a second later, inside the window a test samples.
+ * From 4 s on it is at least two.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -74,7 +79,8 @@
 
 enum { SAMPLE_BYTES = 16, MAX_ONCE = 4096, EXIT_USAGE = 2, RATE_BYTES = 32,
        RATE_BATCH = 256, MAX_SAMPLES = 100000, UDP_BINDS = 4, MAX_BIG_MB = 256,
-       TAIL_BYTES = 65536, QUIESCE_MS = 150000, MAX_VVAR_OFFSET = 4 * 4096 - 8 };
+       TAIL_BYTES = 65536, QUIESCE_MS = 150000, MAX_VVAR_OFFSET = 4 * 4096 - 8,
+       QUIET_UPTIME_S = 4 };
 
 static int print_random(size_t len)
 {
@@ -393,11 +399,18 @@ static const volatile unsigned char *vvar_pages(unsigned long *len)
 static int quiesce(long offset)
 {
 	const volatile unsigned char *vvar;
-	struct timespec tick = { 0, 1000000 };
+	struct timespec tick = { 0, 1000000 }, now;
 	unsigned long long g0;
 	unsigned long len;
 	long ms;
 
+	if (clock_gettime(CLOCK_MONOTONIC, &now))
+		return -1;
+	if (now.tv_sec < QUIET_UPTIME_S) {
+		struct timespec rest = { QUIET_UPTIME_S - now.tv_sec, 0 };
+
+		nanosleep(&rest, NULL);
+	}
 	if (reseed())
 		return -1;
 	if (offset < 0)

@@ -83,11 +83,13 @@ def settle(g, want_restores, since=-1, timeout=10):
 
 def quiesce(g):
     """Reseed now and, where the kernel also reseeds on a timer (6.11 and
-    later, every uptime/2 in the first two minutes, then every minute),
-    wait for that one: then no reseed of the kernel's own comes for a
-    while, and only a restore can explain output that clones do not share.
+    later, every uptime/2 whole seconds in the first two minutes, then every
+    minute), wait for that one: then no reseed of the kernel's own comes for
+    a while, and only a restore can explain output that clones do not share.
     6.1 reseeds on use once the key is older than that interval, which the
-    reseed puts off. Under --icount an idle guest gets there at once."""
+    reseed puts off. The reader first waits for 4 s of uptime, from which
+    that while is at least 2 s. Under --icount an idle guest gets there at
+    once."""
     g.sh(f"{READER} --quiesce {g.kernel.rng_vvar}", timeout=200)
 
 
