@@ -141,12 +141,16 @@ class Ktap:
 
 
     def time_report(self):
-        """Where the run's time went: by kernel, by test file, and the
-        slowest groups, so that a slow CI run can be read from its log."""
+        """Where the run's time went: by kernel, by test file, and by file
+        on a kernel, the largest of each here, so that a slow CI run can be
+        read from its output; every file on every kernel to the log."""
         if not self.spent:
             return
+        self.log.section("time by file on kernel, seconds", "\n".join(
+            f"{sec:8.1f}  {f} on {k}" for (f, k), sec in
+            sorted(self.spent.items(), key=lambda kv: -kv[1])))
         for title, pick in (("kernel", lambda k: k[1]), ("file", lambda k: k[0]),
-                            ("group", lambda k: f"{k[0]} on {k[1]}")):
+                            ("file on kernel", lambda k: f"{k[0]} on {k[1]}")):
             sums = {}
             for key, sec in self.spent.items():
                 sums[pick(key)] = sums.get(pick(key), 0.0) + sec
