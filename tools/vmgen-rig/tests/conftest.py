@@ -69,7 +69,7 @@ def pytest_generate_tests(metafunc):
     def param(k):
         if k not in mine:
             return pytest.param(k, marks=skip)
-        if k.suites and suite not in k.suites:
+        if not k.runs(suite):
             return pytest.param(k, marks=pytest.mark.skip(reason=k.skip_reason))
         return k
     metafunc.parametrize("kernel", [param(k) for k in ks], ids=[k.name for k in ks],

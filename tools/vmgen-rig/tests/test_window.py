@@ -48,7 +48,7 @@ def fmt(us):
     return "never" if us < 0 else f"{us / 1000:.1f} ms"
 
 
-@pytest.mark.kernels("stock", "steady")
+@pytest.mark.kernels("stock")
 class TestWindow(GuestTests):
     @pytest.fixture(scope="class")
     def run(self, group, kernel, request):
@@ -101,9 +101,7 @@ class TestWindow(GuestTests):
     def test_control_without_the_driver_shares_past_every_bound(self, run):
         """Without the driver the clones must not part before the longest
         bound: a bound says something only where they would not have
-        parted by then anyway. 7.3's control parted at 1087 to 1193 ms in
-        three runs of four, so its window is measured by hand, not gated
-        here (kernels.py, "steady")."""
+        parted by then anyway."""
         longest = max(BOUND_MS.values()) * 1000
         for t in run["tags"]:
             c = run["control"][t]
