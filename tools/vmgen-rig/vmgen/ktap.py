@@ -139,11 +139,11 @@ class Ktap:
                 self.emit(line)
         session.exitstatus = 1 if failed or not self.items else 0
 
-
     def time_report(self):
         """Where the run's time went: by kernel, by test file, and by file
         on a kernel, the largest of each here, so that a slow CI run can be
-        read from its output; every file on every kernel to the log."""
+        read from its output; every file on every kernel to the log. A
+        fixture's time counts in the phase of the test pytest ran it in."""
         if not self.spent:
             return
         self.log.section("time by file on kernel, seconds", "\n".join(
