@@ -64,7 +64,7 @@ def pytest_generate_tests(metafunc):
     ks = [k for k in mine + [k for k in KERNELS.values() if k not in mine]
           if all(k.has(f) for f in flags)]
     skip = pytest.mark.skip(reason="this suite leaves the kernel out (VMGEN_KERNELS)")
-    suite = metafunc.module.__name__.rpartition(".")[2].removeprefix("test_")
+    suite = ktap.file_of(metafunc.module)
 
     def param(k):
         if k not in mine:

@@ -21,9 +21,14 @@ import time
 import pytest
 
 
+def file_of(module):
+    """A test module's short name: test_restore.py is "restore"."""
+    return module.__name__.rpartition(".")[2].removeprefix("test_")
+
+
 def test_name(item):
     """A stable, readable name: module.function[params], no "test_" noise."""
-    mod = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    mod = file_of(item.module)
     cls = item.cls.__name__.removeprefix("Test") + "." if item.cls else ""
     name = item.originalname.removeprefix("test_")
     params = "[" + item.callspec.id + "]" if hasattr(item, "callspec") else ""
@@ -81,9 +86,8 @@ class Ktap:
             self.outcome["collect:" + report.nodeid] = ("not ok", "collection failed")
 
     def pytest_runtest_logreport(self, report):
-        item = next((i for i in self.items if i.nodeid == report.nodeid), None)
-        if item is not None:
-            key = spent_key(item)
+        if report.nodeid in self.number:
+            key = spent_key(self.item(report.nodeid))
             self.spent[key] = self.spent.get(key, 0.0) + report.duration
         prev = self.outcome.get(report.nodeid)
         if report.failed:
@@ -99,9 +103,11 @@ class Ktap:
         elif report.when == "call" and not prev:
             self.outcome[report.nodeid] = ("ok", "")
 
+    def item(self, nodeid):
+        return self.items[self.number[nodeid] - 1]
+
     def pytest_runtest_logfinish(self, nodeid, location):
-        item = next(i for i in self.items if i.nodeid == nodeid)
-        self.result_line(item)
+        self.result_line(self.item(nodeid))
 
     def result_line(self, item):
         status, reason = self.outcome.get(item.nodeid, ("not ok", "no result"))
@@ -160,10 +166,9 @@ class Ktap:
 
 def spent_key(item):
     """The file and the kernel a test's time is charged to."""
-    mod = item.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     params = getattr(item, "callspec", None) and item.callspec.params
     k = params.get("kernel") if params else None
-    return mod, getattr(k, "name", "host")
+    return file_of(item.module), getattr(k, "name", "host")
 
 
 def short_reason(report):
