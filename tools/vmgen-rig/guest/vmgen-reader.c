@@ -399,17 +399,17 @@ static const volatile unsigned char *vvar_pages(unsigned long *len)
 static int quiesce(long offset)
 {
 	const volatile unsigned char *vvar;
-	struct timespec tick = { 0, 1000000 }, now;
+	struct timespec tick = { 0, 1000000 }, quiet = { QUIET_UPTIME_S, 0 };
 	unsigned long long g0;
 	unsigned long len;
 	long ms;
+	int err;
 
-	if (clock_gettime(CLOCK_MONOTONIC, &now))
+	/* Returns at once if the uptime is past it already. */
+	err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &quiet, NULL);
+	if (err) {
+		fprintf(stderr, "vmgen-reader: clock_nanosleep: %s\n", strerror(err));
 		return -1;
-	if (now.tv_sec < QUIET_UPTIME_S) {
-		struct timespec rest = { QUIET_UPTIME_S - now.tv_sec, 0 };
-
-		nanosleep(&rest, NULL);
 	}
 	if (reseed())
 		return -1;
