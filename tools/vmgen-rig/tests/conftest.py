@@ -109,22 +109,18 @@ def pytest_collection_modifyitems(session, config, items):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    rep = outcome.get_result()
-    grp = item.funcargs.get("group") if hasattr(item, "funcargs") else None
-    if rep.failed and grp is not None:
-        grp.failed = True
+    if outcome.get_result().failed:
+        for grp in getattr(item, "funcargs", {}).values():
+            if isinstance(grp, R.Group):
+                grp.failed = True
 
 
 @pytest.fixture(scope="class")
 def group(request, kernel):
     name = f"{request.module.__name__.removeprefix('test_')}-" \
         f"{request.node.name.removeprefix('Test').lower()}-{kernel.name}"
-    logdir = R.BUILD / "logs" / os.environ.get("VMGEN_SUITE", "suite") / name
-    g = R.Group(name, logdir)
-    yield g
-    g.close()
-    if g.failed:
-        R.announce(f"logs of group {name}: {logdir} and {R.LOG.path}")
+    with R.Group(name) as g:
+        yield g
 
 
 class GuestTests:

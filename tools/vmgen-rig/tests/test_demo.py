@@ -13,16 +13,15 @@ import pytest
 
 from vmgen import ktap
 from vmgen.observe import quiesce, restores, shared, uevents
-from vmgen.rig import SYSDEV, Group, BUILD
+from vmgen.rig import SYSDEV, Group
 
 N = 64
 
 
 @pytest.fixture(scope="module")
 def demo(kernel, request):
-    grp = Group("demo", BUILD / "logs" / "demo")
     out = {}
-    try:
+    with Group("demo") as grp:
         for kind, opts in (("without", ["--no-driver"]), ("with", [])):
             origin = grp.boot(f"{kind}-vmgen", kernel, *opts)
             quiesce(origin)
@@ -43,10 +42,7 @@ def demo(kernel, request):
                 })
             out[kind] = rows
             grp.down(*pair, origin)
-        problems = grp.check_all()
-        out["health"] = problems
-    finally:
-        grp.close()
+        out["health"] = grp.check_all()
     report(request.config, out)
     return out
 

@@ -553,15 +553,26 @@ BASES = Bases()
 
 class Group:
     """The guests one group of tests used. Each is checked for health
-    before it stops; the group's last test reports what was found."""
+    before it stops; the group's last test reports what was found. Used
+    as a context manager, whose end keeps every guest's logs in
+    BUILD/logs/SUITE/NAME, stops the guests, and names that folder if a
+    test of the group failed (conftest marks it)."""
 
-    def __init__(self, name, logdir):
+    def __init__(self, name):
         self.name = name
         self.rig = Rig(re.sub(r"[^A-Za-z0-9_.-]+", "-", name))
-        self.logdir = Path(logdir)
+        self.logdir = BUILD / "logs" / os.environ.get("VMGEN_SUITE", "suite") / name
         self.problems = []
         self.checked = set()
         self.failed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        if self.failed or exc[0]:
+            announce(f"logs of group {self.name}: {self.logdir} and {LOG.path}")
 
     def boot(self, name, kernel, *opts):
         """The guest `rig boot` gives with these options: a clone of the
