@@ -7,13 +7,15 @@ Stale outputs: a guest loops getrandom(32) across a save (vmgen_stale), two
 clones continue together, and every post-restore sample of clone 1 that
 clone 2 also produced is stale. The control (no driver, the counter moves)
 must show stale output, or the run measured nothing; the synchronous check
-must show none. The same again through the vDSO's getrandom() on 6.12.
+must show none. The same again through the vDSO's getrandom() on 6.12,
+and on 7.3 (trixie-backports' stock kernel, Debian's linux-source-7.3
+patched), where Debian 13's glibc serves getrandom() from the vDSO.
 
 Overhead: getrandom(32) calls per second on a patched kernel with the
 driver unloaded (nothing registered: the check is a static branch, and
 in the vDSO a load of zero) and loaded (the check live), in ABBA order
 (off, on, on, off); the ratio is the median over rounds of calls/s off
-divided by calls/s on. The syscall on 6.1, the vDSO on 6.12. The guest
+divided by calls/s on. The syscall on 6.1, the vDSO on 6.12 and 7.3. The guest
 counts instructions for time (rig boot --icount): on this shared TCG
 host one wall-clock run differs from the next by up to a third, which
 would hide any cost below that, while instructions per call repeat to
@@ -32,7 +34,7 @@ import pytest
 from vmgen import ktap
 from vmgen.kernels import KERNELS
 from vmgen.observe import KST, stale_pair
-from vmgen.rig import BUILD, PIN, READER, Group, log
+from vmgen.rig import PIN, READER, Group, log
 
 ROUNDS = int(os.environ.get("VMGEN_BENCH_ROUNDS", "4"))
 RATE_MS = int(os.environ.get("VMGEN_BENCH_RATE_MS", "1000"))
@@ -54,21 +56,26 @@ MECHANISMS = {
     "vdso-none": ("stock-6.12", ["--no-driver"], True, "vDSO control: no driver (6.12)"),
     "vdso-notify": ("stock-6.12", [], True, "vDSO, shim, notify mode (stock 6.12)"),
     "vdso-sync": ("patched-6.12-m", [], True, "vDSO, patched, reads the counter"),
+    "vdso7-none": ("stock-trixie-7", ["--no-driver"], True, "vDSO control: no driver (7.3)"),
+    "vdso7-notify": ("stock-trixie-7", [], True, "vDSO, shim, notify mode (stock 7.3)"),
+    "vdso7-sync": ("patched-7.3-m", [], True, "vDSO, patched 7.3, reads the counter"),
 }
+# The three paths the controls and the synchronous check are judged on.
+PATHS = ["", "vdso-", "vdso7-"]
+VDSO_RATE = f"VMGEN_STALE_VDSO=1 VMGEN_STALE_RATE_MS={RATE_MS} {PIN} {KST}/vmgen/vmgen_stale"
 RATES = {
     # name: (kernel, the rate command, bound on off/on)
     "syscall": ("patched-6.1-m", f"{PIN} {READER} --rate {RATE_MS}", MAX_RATIO),
-    "vdso": ("patched-6.12-m", f"VMGEN_STALE_VDSO=1 VMGEN_STALE_RATE_MS={RATE_MS} "
-             f"{PIN} {KST}/vmgen/vmgen_stale", MAX_RATIO_VDSO),
+    "vdso": ("patched-6.12-m", VDSO_RATE, MAX_RATIO_VDSO),
+    "vdso7": ("patched-7.3-m", VDSO_RATE, MAX_RATIO_VDSO),
 }
 RESULTS = {}
 
 
 @pytest.fixture(scope="module")
 def bench(request):
-    grp = Group("bench", BUILD / "logs" / "bench")
-    yield grp
-    grp.close()
+    with Group("bench") as grp:
+        yield grp
 
 
 def report(config):
@@ -94,6 +101,8 @@ def report(config):
     ktap.report(config, f"vmgen bench overhead: ratio={ratio('syscall')}")
     ktap.report(config, f"vmgen bench vdso: stock={n('vdso-notify')} patched={n('vdso-sync')} "
                 f"ratio={ratio('vdso')}")
+    ktap.report(config, f"vmgen bench vdso 7.3: stock={n('vdso7-notify')} "
+                f"patched={n('vdso7-sync')} ratio={ratio('vdso7')}")
 
 
 @pytest.mark.parametrize("mechanism", list(MECHANISMS))
@@ -103,14 +112,14 @@ def test_stale_outputs_measured(bench, mechanism):
                                     window_ms=WINDOW_MS, vdso=vdso)
 
 
-@pytest.mark.parametrize("path", ["", "vdso-"])
+@pytest.mark.parametrize("path", PATHS)
 def test_control_shows_stale_output(bench, path):
     s = RESULTS.get(path + "none")
     assert s is not None, "the control did not run"
     assert s.shared > 0, "no stale output without a driver: this run measured nothing"
 
 
-@pytest.mark.parametrize("path", ["", "vdso-"])
+@pytest.mark.parametrize("path", PATHS)
 def test_synchronous_check_leaves_no_stale_output(bench, path):
     s, c = RESULTS.get(path + "sync"), RESULTS.get(path + "none")
     assert s is not None and c is not None and c.shared > 0, "no valid control"
