@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vmgen import ktap, rig as R  # noqa: E402
-from vmgen.kernels import KERNELS, suite_kernels  # noqa: E402
+from vmgen.kernels import KERNELS, mutant_of, suite_kernels  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -94,7 +94,7 @@ def pytest_collection_modifyitems(session, config, items):
     order = [k.name for k in suite_kernels()] + list(KERNELS)
 
     def kernel_of(item):
-        k = getattr(item, "callspec", None) and item.callspec.params.get("kernel")
+        k = kernel_param(item)
         return order.index(k.name) if k else -1
 
     def written(item):
@@ -106,10 +106,44 @@ def pytest_collection_modifyitems(session, config, items):
                                written(it), index[it.nodeid]))
 
 
+def kernel_param(item):
+    params = getattr(item, "callspec", None) and item.callspec.params
+    return params.get("kernel") if params else None
+
+
+# In a mutant's run (suite mutant), a mutant kernel's tests stop at its
+# first kill: a verdict that fails on it and passed on its reference kernel
+# earlier in the run (each group runs on the kernels in VMGEN_KERNELS'
+# order, references first). The rest are planned as SKIP, so a killed
+# mutant costs the battery up to that verdict, and a survivor all of it.
+KILLS = {}	# mutant kernel -> the test that killed it
+
+
+def note_kill(item, rep):
+    k = kernel_param(item)
+    m = k and mutant_of(k.name)
+    if not m or os.environ.get("VMGEN_SUITE") != "mutant" or rep.when != "call":
+        return
+    name = ktap.test_name(item)
+    ref = item.config.pluginmanager.get_plugin("vmgen-ktap").statuses().get(
+        name.replace(k.name, m[1]))
+    if ref == "ok" and ktap.is_verdict(name, ktap.short_reason(rep)):
+        KILLS.setdefault(k.name, name)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    k = kernel_param(item)
+    if k and k.name in KILLS:
+        pytest.skip(f"the mutant is killed already, by {KILLS[k.name]}")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    if outcome.get_result().failed:
+    rep = outcome.get_result()
+    if rep.failed:
+        note_kill(item, rep)
         for grp in getattr(item, "funcargs", {}).values():
             if isinstance(grp, R.Group):
                 grp.failed = True

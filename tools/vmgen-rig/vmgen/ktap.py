@@ -181,6 +181,19 @@ def short_reason(report):
     return "\n".join((head or lines)[:6])
 
 
+# Failures that say nothing about the driver.
+NOT_A_VERDICT = re.compile(r"^(setup failed|teardown failed|no result)|did not answer")
+
+
+def is_verdict(name, reason):
+    """Whether a failure of test @name judged the code under test, rather
+    than a control, guest health, a guest that stopped answering or a
+    setup: only such a failure kills a mutant (test_mutants.py)."""
+    test = name.partition("[")[0]
+    return "control" not in test and not test.endswith("guests_healthy") \
+        and not NOT_A_VERDICT.search(reason)
+
+
 report_key = pytest.StashKey[list]()
 
 
