@@ -111,12 +111,13 @@ def kernel_param(item):
     return params.get("kernel") if params else None
 
 
-# In a mutant's run (suite mutant), a mutant kernel's tests stop at its
-# first kill: a verdict that fails on it and passed on its reference kernel
-# earlier in the run (each group runs on the kernels in VMGEN_KERNELS'
-# order, references first). The rest are planned as SKIP, so a killed
-# mutant costs the battery up to that verdict, and a survivor all of it.
-KILLS = {}	# mutant kernel -> the test that killed it
+# In a mutant's run (suite mutant), a mutant's tests stop at its first
+# kill on any of its kernels: a verdict that fails on one and passed on
+# that one's reference kernel earlier in the run (each group runs on the
+# kernels in VMGEN_KERNELS' order, references first). The rest are planned
+# as SKIP, so a killed mutant costs the battery up to that verdict, and a
+# survivor all of it.
+KILLS = {}	# mutant -> the test that killed it
 
 
 def note_kill(item, rep):
@@ -128,14 +129,15 @@ def note_kill(item, rep):
     ref = item.config.pluginmanager.get_plugin("vmgen-ktap").statuses().get(
         name.replace(k.name, m[1]))
     if ref == "ok" and ktap.is_verdict(name, ktap.short_reason(rep)):
-        KILLS.setdefault(k.name, name)
+        KILLS.setdefault(m[0], name)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     k = kernel_param(item)
-    if k and k.name in KILLS:
-        pytest.skip(f"the mutant is killed already, by {KILLS[k.name]}")
+    m = k and mutant_of(k.name)
+    if m and m[0] in KILLS:
+        pytest.skip(f"the mutant is killed already, by {KILLS[m[0]]}")
 
 
 @pytest.hookimpl(hookwrapper=True)

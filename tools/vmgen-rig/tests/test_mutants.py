@@ -11,10 +11,11 @@ in-guest test by default) in one run, beside their reference kernels:
 those a mutant's "Kernels:" line names, else VMGEN_MUTANT_REFS. A mutant
 is killed when a verdict that passed on its reference kernel in the same
 run fails on it: a control, guest health, a guest that stopped answering
-and a setup that failed do not count. A mutant kernel's tests stop at
-its first kill (the rest are planned as SKIP), so a survivor is the one
-that costs the whole battery. A mutant whose kernel was not built, or on
-which nothing was planned, is an error, not a survivor.
+and a setup that failed do not count. A mutant's tests stop at its
+first kill on any of its kernels (the rest are planned as SKIP), so a
+survivor is the one that costs the whole battery. A mutant whose kernel
+was not built, or on which nothing was planned, is an error, not a
+survivor.
 make mutants runs them all through everything; make check runs those its
 window tests stand for, against the reference results this run already
 has.
