@@ -6,11 +6,20 @@
 # ../vDSO its way of finding it; vmclock-abi.h, which 6.12 lacks, comes from
 # this repository, as a patched tree would provide it.
 #
-# usage: kselftest.sh OUT
+# With run_tests, run them in place instead (on the host, say), built the
+# same way: the tree is shared by every checkout, so each run puts its own
+# copy there first.
+#
+# usage: kselftest.sh OUT [install|run_tests]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-out=$(realpath -m "${1:?usage: kselftest.sh OUT}")
+out=$(realpath -m "${1:?usage: kselftest.sh OUT [install|run_tests]}")
+target=${2:-install}
+case "$target" in
+install|run_tests) ;;
+*) echo "kselftest.sh: the target is install or run_tests, not '$target'" >&2; exit 2 ;;
+esac
 cache=${VMGEN_CACHE:-/var/cache/vmgen}
 tree=$("$here/source.sh" 6.12 "$cache")
 hdr=$cache/$(basename "$tree")-headers
@@ -21,7 +30,9 @@ if [ ! -e "$hdr/.done" ]; then
 	touch "$hdr/.done"
 fi
 rsync -a --delete "$top/tools/testing/selftests/vmgen/" "$tree/tools/testing/selftests/vmgen/"
-rm -rf "$out/kselftest" "$out/kselftest-out"
+if [ "$target" = install ]; then
+	rm -rf "$out/kselftest" "$out/kselftest-out"
+fi
 make -C "$tree/tools/testing/selftests" TARGETS=vmgen \
 	KHDR_INCLUDES="-isystem $top/include/uapi -isystem $hdr/include" \
-	O="$out/kselftest-out" INSTALL_PATH="$out/kselftest" install
+	O="$out/kselftest-out" INSTALL_PATH="$out/kselftest" "$target"
