@@ -116,7 +116,8 @@ def kernel_param(item):
 # that one's reference kernel earlier in the run (each group runs on the
 # kernels in VMGEN_KERNELS' order, references first). The rest are planned
 # as SKIP, so a killed mutant costs the battery up to that verdict, and a
-# survivor all of it.
+# survivor all of it. A reference kernel stops too once every mutant it
+# stands for in the run is killed.
 KILLS = {}	# mutant -> the test that killed it
 
 
@@ -132,12 +133,22 @@ def note_kill(item, rep):
         KILLS.setdefault(m[0], name)
 
 
+def stands_for(ref):
+    """The mutants of this run whose reference kernel is @ref."""
+    return {m[0] for m in map(mutant_of, os.environ.get("VMGEN_KERNELS", "").split(","))
+            if m and m[1] == ref}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     k = kernel_param(item)
     m = k and mutant_of(k.name)
     if m and m[0] in KILLS:
         pytest.skip(f"the mutant is killed already, by {KILLS[m[0]]}")
+    if k and not m and os.environ.get("VMGEN_SUITE") == "mutant":
+        mutants = stands_for(k.name)
+        if mutants and mutants <= KILLS.keys():
+            pytest.skip("every mutant this kernel is the reference of is killed already")
 
 
 @pytest.hookimpl(hookwrapper=True)
