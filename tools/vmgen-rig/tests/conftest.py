@@ -9,6 +9,7 @@
   the group used.
 """
 
+import json
 import os
 import signal
 import sys
@@ -80,6 +81,15 @@ def pytest_generate_tests(metafunc):
 def pytest_collection_modifyitems(session, config, items):
     """Run each group (a class, on one kernel) together, in the order its
     tests are written, its health test last; groups by file and kernel."""
+    # The mutant gate's first sub-run (test_mutants.py) plans on each kernel
+    # only the groups VMGEN_MUTANT_PLAN names for it: {kernel: [file::Class]}.
+    plan = json.loads(os.environ.get("VMGEN_MUTANT_PLAN") or "null")
+    if plan is not None:
+        def planned(it):
+            k = kernel_param(it)
+            return any(it.nodeid.startswith(g + "::") for g in plan.get(k and k.name, []))
+        config.hook.pytest_deselected(items=[it for it in items if not planned(it)])
+        items[:] = [it for it in items if planned(it)]
     # A full-length test in a quick run is planned, as SKIP.
     if os.environ.get("VMGEN_FAULTS") == "quick":
         for it in items:

@@ -7,25 +7,32 @@ kernel its "Kernels:" line names.
 
 The selected mutants (VMGEN_MUTANTS: all, or a comma-separated list) run
 through the battery (VMGEN_MUTANT_TESTS, a pytest -k expression; every
-in-guest test by default) in one run, beside their reference kernels:
-those a mutant's "Kernels:" line names, else VMGEN_MUTANT_REFS. A mutant
-is killed when a verdict that passed on its reference kernel in the same
-run fails on it: a control, guest health, a guest that stopped answering
-and a setup that failed do not count. A mutant's tests stop at its
-first kill on any of its kernels (the rest are planned as SKIP), so a
-survivor is the one that costs the whole battery. A mutant whose kernel
-was not built, or on which nothing was planned, is an error, not a
-survivor.
-make mutants runs them all through everything; make check runs those its
-window tests stand for, against the reference results this run already
-has.
+in-guest test by default) beside their reference kernels: those a
+mutant's "Kernels:" line names, else VMGEN_MUTANT_REFS. A mutant is
+killed when a verdict that passed on its reference kernel in the same
+sub-run fails on it: a control, guest health, a guest that stopped
+answering and a setup that failed do not count. A mutant's tests stop at
+its first kill on any of its kernels (the rest are planned as SKIP).
+
+The whole battery takes hours on two cores, so make mutants runs it in two
+sub-runs. The first runs only the groups each mutant's "Killed-by:" line
+names, on its kernels, and the union of them on the references. The
+second runs the whole battery on every mutant the first did not kill, so
+a wrong or missing Killed-by line costs time, not a verdict; the report
+says which mutants needed it. A mutant whose kernel was not built, or on
+which nothing was planned, is an error, not a survivor.
+make mutants runs them all; make check runs those its window tests stand
+for, through those tests alone (VMGEN_MUTANT_TESTS), in one sub-run
+against the reference results this run already has.
 
 Ends with "vmgen mutants: killed=K of N".
 """
 
+import json
 import os
 import re
 import subprocess
+from collections import namedtuple
 
 import pytest
 
@@ -34,16 +41,21 @@ from vmgen import ktap, rig as R
 DIR = R.HERE / "mutants"
 REFS = os.environ.get("VMGEN_MUTANT_REFS", "stock-6.1,patched-6.1-m").split(",")
 TESTS = os.environ.get("VMGEN_MUTANT_TESTS", "")
+# What a patch says of itself: what it breaks, its reference kernels, and
+# the test groups (file.py::TestClass) that kill it.
+Mutant = namedtuple("Mutant", "what refs killers")
 
 
 def mutants():
-    """{name: (what it breaks, its reference kernels)}."""
     out = {}
     for p in sorted(DIR.glob("*.patch")):
         head = p.read_text().split("\n---", 1)[0]
-        what = re.search(r"^Mutant: (.*)$", head, re.M)
-        refs = re.search(r"^Kernels: (.*)$", head, re.M)
-        out[p.stem] = (what.group(1) if what else "?", refs.group(1).split() if refs else REFS)
+
+        def field(key):
+            m = re.search(rf"^{key}: (.*)$", head, re.M)
+            return m.group(1) if m else ""
+        out[p.stem] = Mutant(field("Mutant") or "?", field("Kernels").split() or REFS,
+                             field("Killed-by").split())
     return out
 
 
@@ -54,56 +66,57 @@ if os.environ.get("VMGEN_MUTANTS", "all") != "all":
         raise ValueError(f"VMGEN_MUTANTS: no mutant {', '.join(set(WANT) - set(MUTANTS))}; "
                          f"known: all, {', '.join(MUTANTS)}")
     MUTANTS = {n: MUTANTS[n] for n in WANT}
-KILLED = {}
+KILLED = {}	# mutant -> (the verdicts that killed it, the sub-run)
 
 
 def kernel_of(mutant, ref):
     return f"mutant-{mutant}.{ref}"
 
 
-@pytest.fixture(scope="module")
-def battery(request):
-    """One run of the battery on every selected mutant's kernels: the
-    results of its mutants and of their references."""
-    plugin = request.config.pluginmanager.get_plugin("vmgen-ktap")
-    mine = plugin.statuses()
-    # Reference results this run measured already, if it ran the battery.
-    wanted = list(dict.fromkeys(r for _, rs in MUTANTS.values() for r in rs))
-    have = [r for r in wanted if any(f"[{r}" in n for n in mine)]
-    kernels = [r for r in wanted if r not in have] + \
-        [kernel_of(m, r) for m, (_, refs) in MUTANTS.items() for r in refs]
-    env = dict(os.environ, VMGEN_KERNELS=",".join(kernels))
+def sub_run(names, have, phase, plan=None):
+    """One sub-run of the battery (suite mutant) on mutants @names and
+    their references, less those in @have: its results, by test name."""
+    refs = list(dict.fromkeys(r for n in names for r in MUTANTS[n].refs))
+    kernels = [r for r in refs if r not in have] + \
+        [kernel_of(n, r) for n in names for r in MUTANTS[n].refs]
+    env = dict(os.environ, VMGEN_KERNELS=",".join(kernels), VMGEN_MUTANT_PHASE=phase)
+    env.pop("VMGEN_MUTANT_PLAN", None)
+    if plan:
+        env["VMGEN_MUTANT_PLAN"] = json.dumps(plan)
     args = [str(R.HERE / "suite"), "mutant"] + (["-k", TESTS] if TESTS else [])
-    with R.step(f"Running the battery on {len(MUTANTS)} mutants "
-                f"({len(kernels)} kernels{', ' + TESTS if TESTS else ''})"):
+    what = "the groups each one's Killed-by line names" if plan else \
+        TESTS or "the whole battery"
+    with R.step(f"Running {what} on {len(names)} mutants ({len(kernels)} kernels)"):
         p = subprocess.run(args, env=env, capture_output=True, text=True, timeout=6 * 3600)
-    R.log().section("mutant battery", p.stdout[-200000:] + p.stderr[-5000:])
-    res = ktap.results(p.stdout)
-    refs = {n: st for n, st in mine.items() if any(f"[{r}" in n for r in have)}
-    # The sub-run plans the kernels it leaves out as SKIP: not results.
-    refs.update({n: st for n, (st, _) in res.items() if st != "skip"})
-    yield res, refs
-    for name in MUTANTS:
-        tests = KILLED.get(name)
-        line = f"# mutant {name}: " + ("ERROR (could not run)" if tests is None else
-                                       f"killed by {', '.join(tests[:3])}" if tests
-                                       else "SURVIVED")
-        ktap.report(request.config, line)
-    k = sum(1 for t in KILLED.values() if t)
-    ktap.report(request.config, f"vmgen mutants: killed={k} of {len(MUTANTS)}")
+    R.log().section(f"mutant battery, {phase}", p.stdout[-200000:] + p.stderr[-5000:])
+    return ktap.results(p.stdout)
 
 
-@pytest.mark.parametrize("name", list(MUTANTS))
-def test_suite_catches_the_mutant(name, battery):
-    res, refs = battery
-    what, mine = MUTANTS[name]
-    assert mine, f"mutant {name} names no reference kernel (its Kernels: line)"
+def killer_plan(names):
+    """What the first sub-run runs: on each mutant's kernels the groups its
+    Killed-by line names, on each reference kernel all of theirs."""
+    plan = {}
+    for n in names:
+        for r in MUTANTS[n].refs:
+            plan[kernel_of(n, r)] = MUTANTS[n].killers
+            plan.setdefault(r, [])
+            plan[r] = list(dict.fromkeys(plan[r] + MUTANTS[n].killers))
+    return plan
+
+
+def kills(name, res, refs):
+    """The verdicts of @res that failed on mutant @name's kernels and
+    passed on its references (@refs); None if nothing ran on them."""
+    mine = MUTANTS[name].refs
     planned = {n: v for n, v in res.items()
                if any(f"[{kernel_of(name, r)}" in n for r in mine)}
     unbuilt = [n for n, (_, why) in planned.items() if "was not built" in why]
-    assert planned and not unbuilt, f"mutant {name} could not run: " + (
-        f"{len(unbuilt)} tests found no kernel ({unbuilt[0]})" if unbuilt else "nothing planned")
-    kills = []
+    if unbuilt:
+        raise AssertionError(f"mutant {name} could not run: {len(unbuilt)} tests found "
+                             f"no kernel ({unbuilt[0]})")
+    if not any(st != "skip" for st, _ in planned.values()):
+        return None
+    out = []
     for n, (status, reason) in planned.items():
         if status != "not ok" or not ktap.is_verdict(n, reason):
             continue
@@ -111,6 +124,60 @@ def test_suite_catches_the_mutant(name, battery):
         for r in mine:
             ref = ref.replace(f"[{kernel_of(name, r)}", f"[{r}")
         if refs.get(ref) == "ok":
-            kills.append(n)
-    KILLED[name] = kills
-    assert kills, f"mutant {name} survived: {what}"
+            out.append(n)
+    return out
+
+
+def ref_results(res, mine, have):
+    refs = {n: st for n, st in mine.items() if any(f"[{r}" in n for r in have)}
+    # A sub-run plans the kernels it leaves out as SKIP: not results.
+    refs.update({n: st for n, (st, _) in res.items() if st != "skip"})
+    return refs
+
+
+@pytest.fixture(scope="module")
+def battery(request):
+    """The battery on every selected mutant's kernels, in at most two
+    sub-runs; fills KILLED."""
+    plugin = request.config.pluginmanager.get_plugin("vmgen-ktap")
+    mine = plugin.statuses()
+    # Reference results this run measured already, if it ran the battery.
+    wanted = list(dict.fromkeys(r for m in MUTANTS.values() for r in m.refs))
+    have = [r for r in wanted if any(f"[{r}" in n for n in mine)]
+    errors = {}
+    left = list(MUTANTS)
+    for phase in ("named", "whole"):
+        names = [n for n in left if MUTANTS[n].killers and not TESTS] \
+            if phase == "named" else left
+        if not names:
+            continue
+        res = sub_run(names, have, phase, killer_plan(names) if phase == "named" else None)
+        refs = ref_results(res, mine, have)
+        for n in names:
+            try:
+                k = kills(n, res, refs)
+            except AssertionError as e:
+                errors[n] = str(e)
+                continue
+            if k:
+                KILLED[n] = (k, phase)
+            elif k is None and phase == "whole":
+                errors[n] = f"mutant {n} could not run: nothing planned on its kernels"
+        left = [n for n in left if n not in KILLED and n not in errors]
+    yield errors
+    for name, m in MUTANTS.items():
+        k, phase = KILLED.get(name, ([], ""))
+        line = f"# mutant {name}: " + (
+            "ERROR (could not run)" if name in errors else
+            f"killed by {', '.join(k[:3])}" if phase == "named" else
+            f"killed by {', '.join(k[:3])} (the whole battery: its Killed-by "
+            f"{' '.join(m.killers) or 'line is missing'} did not)" if k else "SURVIVED")
+        ktap.report(request.config, line)
+    ktap.report(request.config, f"vmgen mutants: killed={len(KILLED)} of {len(MUTANTS)}")
+
+
+@pytest.mark.parametrize("name", list(MUTANTS))
+def test_suite_catches_the_mutant(name, battery):
+    assert MUTANTS[name].refs, f"mutant {name} names no reference kernel (its Kernels: line)"
+    assert name not in battery, battery.get(name)
+    assert name in KILLED, f"mutant {name} survived: {MUTANTS[name].what}"

@@ -555,13 +555,13 @@ class Group:
     """The guests one group of tests used. Each is checked for health
     before it stops; the group's last test reports what was found. Used
     as a context manager, whose end keeps every guest's logs in
-    BUILD/logs/SUITE/NAME, stops the guests, and names that folder if a
+    BUILD/logs/SUITE/NAME (beside the suite's log), stops the guests, and names that folder if a
     test of the group failed (conftest marks it)."""
 
     def __init__(self, name):
         self.name = name
         self.rig = Rig(re.sub(r"[^A-Za-z0-9_.-]+", "-", name))
-        self.logdir = BUILD / "logs" / os.environ.get("VMGEN_SUITE", "suite") / name
+        self.logdir = LOG.path.with_suffix("") / name
         self.problems = []
         self.checked = set()
         self.failed = False
