@@ -91,7 +91,7 @@ struct vmclock_gen {
 	struct mutex lock;
 	unsigned long next_uevent;	/* jiffies: VMCLOCK_UEVENT_GAP_MS */
 	bool uevent_due, stuck, failed;
-	bool listening, offered, gone;
+	bool offered, gone;
 	struct miscdevice misc;
 };
 
@@ -456,10 +456,9 @@ static void vmclock_gen_unlisten(void *data)
 	struct vmclock_gen *vg = data;
 
 	mutex_lock(&vg->lock);
-	if (vg->listening)
+	if (vg->notify && !vg->gone)
 		acpi_remove_notify_handler(vg->adev->handle, ACPI_DEVICE_NOTIFY,
 					   vmclock_gen_notify);
-	vg->listening = false;
 	mutex_unlock(&vg->lock);
 }
 
@@ -474,7 +473,6 @@ static int vmclock_gen_listen(struct vmclock_gen *vg)
 			acpi_format_exception(status));
 		return -ENODEV;
 	}
-	vg->listening = true;
 	return devm_add_action_or_reset(vg->dev, vmclock_gen_unlisten, vg);
 }
 
