@@ -20,10 +20,16 @@ ver=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Version}' "$pkg" 2>/de
 	exit 1
 }
 dir=$cache/$pkg-$ver
+# Unpacked by one process at a time: make check builds kernels while the
+# suite reads the trees.
+mkdir -p "$cache"
+exec 9>"$cache/.$pkg.lock"
+flock 9
 if [ ! -e "$dir/.unpacked" ]; then
 	echo "source: unpacking $pkg $ver into $dir" >&2
 	rm -rf "$dir" && mkdir -p "$dir"
 	tar -xaf "$root"/usr/src/"$pkg".tar.* -C "$dir" --strip-components=1
 	touch "$dir/.unpacked"
 fi
+exec 9>&-
 echo "$dir"
