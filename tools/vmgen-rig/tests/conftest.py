@@ -52,6 +52,8 @@ def pytest_configure(config):
                             "test applies to (stock, patched, module, builtin, debug, vdso, reference)")
     config.addinivalue_line("markers", "full: only in full-length runs (make faults), "
                             "not in make check's quick ones")
+    config.addinivalue_line("markers", "after_guests: runs after every in-guest test, "
+                            "whose results it reads")
 
 
 def pytest_generate_tests(metafunc):
@@ -80,7 +82,10 @@ def pytest_generate_tests(metafunc):
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
     """Run each group (a class, on one kernel) together, in the order its
-    tests are written, its health test last; groups by file and kernel."""
+    tests are written, its health test last; groups by file and kernel.
+    Host tests come first, then those on the stock kernels, then those on
+    each patched kernel in turn (make check builds them meanwhile, in that
+    order: tools/vmgen-rig/build-behind), then the after_guests ones."""
     # The mutant gate's first sub-run (test_mutants.py) plans on each kernel
     # only the groups VMGEN_MUTANT_PLAN names for it: {kernel: [file::Class]}.
     plan = json.loads(os.environ.get("VMGEN_MUTANT_PLAN") or "null")
@@ -107,12 +112,22 @@ def pytest_collection_modifyitems(session, config, items):
         k = kernel_param(item)
         return order.index(k.name) if k else -1
 
+    def phase(item):
+        k = kernel_param(item)
+        if item.get_closest_marker("after_guests"):
+            return 2 + len(order)
+        if not k or not k.patched:
+            return 1 if k else 0
+        m = mutant_of(k.name)	# a mutant goes with its reference kernel
+        return 2 + order.index(m[1] if m else k.name)
+
     def written(item):
         fn = getattr(item.function, "__code__", None)
         return fn.co_firstlineno if fn else 0
 
-    items.sort(key=lambda it: (first[it.module.__name__], first[it.module.__name__, it.cls],
-                               kernel_of(it), it.originalname == "test_guests_healthy",
+    items.sort(key=lambda it: (phase(it), first[it.module.__name__],
+                               first[it.module.__name__, it.cls], kernel_of(it),
+                               it.originalname == "test_guests_healthy",
                                written(it), index[it.nodeid]))
 
 

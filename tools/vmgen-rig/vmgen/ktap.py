@@ -20,6 +20,8 @@ import time
 
 import pytest
 
+from . import rig
+
 
 def file_of(module):
     """A test module's short name: test_restore.py is "restore"."""
@@ -162,6 +164,10 @@ class Ktap:
                 sums[pick(key)] = sums.get(pick(key), 0.0) + sec
             top = sorted(sums.items(), key=lambda kv: -kv[1])[:12]
             self.diag(f"time by {title}: " + ", ".join(f"{n} {s:.0f}s" for n, s in top))
+        if rig.WAITED:
+            self.diag("of which waiting for kernels built behind the suite, in the setup "
+                      "of their first test: " + ", ".join(
+                          f"{k} {s:.0f}s" for k, s in rig.WAITED.items()))
 
 
 def spent_key(item):

@@ -144,8 +144,41 @@ def source_tree(base):
     return Path(p.stdout.strip())
 
 
+# How long a test waits for a kernel that make check builds behind the
+# suite: far more than a cold build of the slowest one on two cores.
+BUILD_WAIT_S = 3 * 3600
+WAITED = {}	# kernel -> seconds the suite waited for its build
+
+
+def await_build(name):
+    """Return once no build of kernel @name is running behind the suite
+    (tools/vmgen-rig/build-behind): its marker holds the PID of the
+    process that builds it, and is gone once the build ends."""
+    marker = BUILD / "kernels" / f"{name}.pending"
+
+    def building():
+        try:
+            pid = marker.read_text().strip()
+        except FileNotFoundError:
+            return False
+        return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+    if not building():
+        return
+    with step(f"Waiting for the {name} kernel, built behind the suite "
+              f"(see {BUILD}/logs/build.log)"):
+        start = time.monotonic()
+        while building():
+            if time.monotonic() > start + BUILD_WAIT_S:
+                raise RigError(f"kernel {name}: its build did not end in {BUILD_WAIT_S}s")
+            time.sleep(2)
+        WAITED[name] = time.monotonic() - start
+
+
 def kernel_conf(name):
-    """KEY=VALUE facts make wrote for a guest kernel (build/kernels/NAME)."""
+    """KEY=VALUE facts make wrote for a guest kernel (build/kernels/NAME),
+    once it is built."""
+    await_build(name)
     path = BUILD / "kernels" / name / "kernel.conf"
     if not path.exists():
         raise RigError(f"kernel {name} was not built ({path} is missing); "
