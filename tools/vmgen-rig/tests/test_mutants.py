@@ -172,7 +172,7 @@ def battery(request):
         k, phase = KILLED.get(name, ([], ""))
         line = f"# mutant {name}: " + (
             "ERROR (could not run)" if name in errors else
-            f"killed by {', '.join(k[:3])}" if phase == "named" else
+            f"killed by {', '.join(k[:3])}" if phase == "named" or TESTS else
             f"killed by {', '.join(k[:3])} (the whole battery: its Killed-by "
             f"{' '.join(m.killers) or 'line is missing'} did not)" if k else "SURVIVED")
         ktap.report(request.config, line)
