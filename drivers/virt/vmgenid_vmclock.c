@@ -670,30 +670,22 @@ static void vmclock_gen_put_owner(void *owner)
 	put_device(owner);
 }
 
-/* _CRS holds exactly one memory range: the page. */
+/*
+ * _CRS holds exactly one memory range, the page, which ACPI enumeration
+ * made the vmclock device's resource.
+ */
 static int vmclock_gen_resource(struct vmclock_gen *vg)
 {
-	struct resource_entry *entry;
-	LIST_HEAD(list);
-	int n = 0, ret;
+	struct platform_device *owner = to_platform_device(vg->owner);
+	struct resource *res = platform_get_resource(owner, IORESOURCE_MEM, 0);
 
-	ret = acpi_dev_get_resources(vg->adev, &list, NULL, NULL);
-	if (ret < 0)
-		return ret;
-	list_for_each_entry(entry, &list, node) {
-		if (resource_type(entry->res) != IORESOURCE_MEM)
-			continue;
-		vg->res = *entry->res;
-		n++;
-	}
-	acpi_dev_free_resource_list(&list);
-	if (n != 1) {
-		dev_err(vg->dev, "%s: expected one memory range, found %d\n",
-			dev_name(vg->owner), n);
+	if (!res || platform_get_resource(owner, IORESOURCE_MEM, 1)) {
+		dev_err(vg->dev, "%s: expected one memory range\n", dev_name(vg->owner));
 		return -ENODEV;
 	}
-	if (resource_size(&vg->res) < offsetofend(struct vmclock_abi, flags)) {
-		dev_err(vg->dev, "%pR is too small for a vmclock\n", &vg->res);
+	vg->res = *res;
+	if (resource_size(res) < offsetofend(struct vmclock_abi, flags)) {
+		dev_err(vg->dev, "%pR is too small for a vmclock\n", res);
 		return -ENODEV;
 	}
 	return 0;
