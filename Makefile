@@ -180,6 +180,7 @@ dkms_ko = $(firstword $(wildcard $(foreach z,.ko .ko.xz .ko.zst,\
 # the driver (DKMS's copy too) broken by NAME.patch.
 kname = $(if $(MUTANT),mutant-$(MUTANT).)$(1)
 kernel-stock-%: $(RIG_TOOLS)
+	rm -f $(O)/kernels/$(call kname,stock-$*)/kernel.conf
 	$(MAKE) module test-modules KDIR=/lib/modules/$(skver)/build MOD=$(O)/module-$* \
 	    TESTMOD=$(O)/test-modules-$* MUTANT=
 	$(if $(MUTANT),$(MAKE) module KDIR=/lib/modules/$(skver)/build \
@@ -201,6 +202,7 @@ tkver = $(shell tools/vmgen-rig/kernel.sh version trixie-$*)
 KRUN_D13 = $(D13) run $(VMGEN_CACHE) $(CURDIR)
 tmod = $(if $(MUTANT),$(O)/mutants/$(call kname,stock-trixie-$*),$(O)/module-trixie-$*)
 kernel-stock-trixie-%: $(RIG_TOOLS) deb-modules
+	rm -f $(O)/kernels/$(call kname,stock-trixie-$*)/kernel.conf
 	$(MAKE) module KDIR=/usr/src/linux-headers-$(tkver) MOD=$(tmod) KRUN="$(KRUN_D13)"
 	$(RIG_MAKE) kernel NAME=$(call kname,stock-trixie-$*) BASE=trixie-$* DRIVER=module \
 	    PATCHED=0 DEBUG=0 USERSPACE=trixie KVER=$(tkver) \
@@ -219,6 +221,7 @@ kmutant = $(if $(MUTANT),$(if $(shell grep -l '^+++ b/drivers/virt/' \
 	  tools/vmgen-rig/mutants/$(MUTANT).patch),,$(CURDIR)/tools/vmgen-rig/mutants/$(MUTANT).patch))
 dmutant = $(if $(MUTANT),$(if $(kmutant),,1))
 kernel-patched-%: $(RIG_TOOLS)
+	rm -f $(O)/kernels/$(call kname,patched-$*)/kernel.conf
 	obj=$$(tools/kernel-tree/build.sh $(pbase) $(pvar) $(VMGEN_CACHE) $(kmutant)) && \
 	$(if $(dmutant),$(MAKE) module KDIR=$$obj MOD=$(O)/mutants/$(call kname,patched-$*) && ) \
 	$(RIG_MAKE) kernel NAME=$(call kname,patched-$*) BASE=$(pbase) PATCHED=1 DEBUG=1 \
@@ -282,9 +285,9 @@ check-build: check-build-stock
 
 # The patched kernels are the slowest builds, and the suite's guests leave
 # a core idle much of the time: make check builds them at idle priority
-# while the suite tests the stock kernels, which it runs first
-# (tools/vmgen-rig/build-behind). The other suites build everything first,
-# so that nothing runs beside what they measure.
+# while the suite tests the host and the stock kernels, which it runs
+# first (tools/vmgen-rig/build-behind). The other suites build everything
+# first, so that nothing runs beside what they measure.
 check: check-build-stock
 	tools/vmgen-rig/build-behind "$(MAKE) RIG_TOOLS=" $(O) $(PATCHED_KERNELS) -- tools/vmgen-rig/suite check
 

@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0
 """Host-side tests: the ABI header and the vmclock emulator (host-test.c),
-and the selftests run in-tree on a machine with no vmclock device."""
+the selftests run in-tree on a machine with no vmclock device, and how
+the suite waits for kernels built behind it."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +70,81 @@ def test_a_second_run_leaves_this_runs_folders_alone(tmp_path):
         assert not left.exists(), f"a killed run's folder was left: {left}"
     finally:
         mine.remove()
+
+
+FAKE_MAKE = """#!/bin/sh
+# fake-make O=BUILD kernel-NAME: good builds in a second, bad fails,
+# slow builds for a minute.
+o=${1#O=} k=${2#kernel-}
+case $k in
+good) sleep 1; mkdir -p "$o/kernels/good"; echo KVER=1 >"$o/kernels/good/kernel.conf" ;;
+bad) exit 1 ;;
+slow) sleep 60 ;;
+esac
+"""
+
+AWAIT_BUILDS = r"""
+import json, os, signal, time
+from pathlib import Path
+from vmgen import rig as R
+
+R.BUILD_WAIT_S = 30
+out = {}
+for k in ("good", "bad"):
+    try:
+        out[k] = R.kernel_conf(k)
+    except R.RigError as e:
+        out[k] = str(e)
+# The builder: build-behind's other child.
+for stat in Path("/proc").glob("[0-9]*/stat"):
+    try:
+        pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        cmd = (stat.parent / "cmdline").read_bytes()
+    except (OSError, IndexError, ValueError):
+        continue
+    if ppid == os.getppid() and b"--builder" in cmd.split(b"\0"):
+        os.killpg(pid, signal.SIGKILL)
+        out["killed"] = pid
+start = time.monotonic()
+try:
+    out["slow"] = R.kernel_conf("slow")
+except R.RigError as e:
+    out["slow"] = str(e)
+out["slow_wait"] = time.monotonic() - start
+print(json.dumps(out))
+"""
+
+
+def test_a_test_waits_for_a_kernel_built_behind_it_and_no_longer(tmp_path):
+    """build-behind: a test on a kernel still being built waits for the
+    build; a failed build fails it, and says so; a builder that dies
+    mid-build ends the wait at once rather than after hours."""
+    make = tmp_path / "fake-make"
+    make.write_text(FAKE_MAKE)
+    make.chmod(0o755)
+    build = tmp_path / "build"
+    p = subprocess.run([R.HERE / "build-behind", str(make), str(build), "good", "bad", "slow",
+                        "--", sys.executable, "-c", AWAIT_BUILDS],
+                       cwd=R.HERE, env=dict(os.environ, VMGEN_BUILD=str(build)),
+                       capture_output=True, text=True, timeout=120)
+    R.log().section("build-behind with a fake make", p.stdout + p.stderr)
+    assert p.returncode == 0, f"exit {p.returncode}: {p.stderr.strip()[-300:]}"
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["good"] == {"KVER": "1"}, out
+    assert "was not built" in out["bad"], out
+    assert "the bad kernel did not build" in p.stderr, p.stderr
+    assert "killed" in out, "no builder process found beside the command"
+    assert "was not built" in out["slow"] and out["slow_wait"] < 10, out
+
+
+def test_a_kernel_that_fails_to_build_leaves_no_older_build_in_use(tmp_path):
+    """An earlier run's guest files are not tested in place of a build that
+    failed: its kernel.conf goes first."""
+    k = tmp_path / "kernels" / "patched-6.1-x"
+    k.mkdir(parents=True)
+    (k / "kernel.conf").write_text("KVER=an-earlier-build\n")
+    p = subprocess.run(["make", "-C", str(R.TOP), f"O={tmp_path}", "RIG_TOOLS=",
+                        "kernel-patched-6.1-x"], capture_output=True, text=True, timeout=120)
+    R.log().section("a failing kernel build", p.stdout + p.stderr)
+    assert p.returncode != 0, "the build of variant x did not fail"
+    assert not (k / "kernel.conf").exists(), "the earlier build's kernel.conf is still there"
