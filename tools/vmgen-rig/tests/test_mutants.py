@@ -172,9 +172,10 @@ def battery(request):
         k, phase = KILLED.get(name, ([], ""))
         line = f"# mutant {name}: " + (
             "ERROR (could not run)" if name in errors else
+            "SURVIVED" if not k else
             f"killed by {', '.join(k[:3])}" if phase == "named" or TESTS else
             f"killed by {', '.join(k[:3])} (the whole battery: its Killed-by "
-            f"{' '.join(m.killers) or 'line is missing'} did not)" if k else "SURVIVED")
+            f"{' '.join(m.killers) or 'line is missing'} did not)")
         ktap.report(request.config, line)
     ktap.report(request.config, f"vmgen mutants: killed={len(KILLED)} of {len(MUTANTS)}")
 
