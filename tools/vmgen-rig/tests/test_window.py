@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """The window on a stock kernel: how long a restored clone goes on serving
 the bytes its sibling serves, from the restore to clone 1's first output
-that clone 2 does not return too, in guest time.
+after the last one that clone 2 returns too, in guest time.
 
 One guest per stock kernel counts instructions for time (rig boot
 --icount), so that guest time is the same however loaded the host is. It
@@ -34,7 +34,7 @@ from vmgen import ktap
 from vmgen.observe import ged_interrupts, quiesce, restores, stale_pairs, stale_start, stale_stop
 
 KO = "/usr/lib/vmgen/vmgenid_vmclock.ko"
-# Bounds on the first fresh output after the restore, guest milliseconds.
+# Bounds on when clone 1 stops returning clone 2's output, guest milliseconds.
 BOUND_MS = {"notify": 100, "lost": 1100, "poll": 150}
 POLL_SAVES = 3
 # How long each save's clones sample: past the longest bound it judges.

@@ -128,12 +128,19 @@ class Stale:
 
     @property
     def fresh_after_us(self):
-        """When clone 1 first returned something clone 2 did not (-1: never),
-        while clone 2 was still sampling: each clone ends its loop by its
-        own clock, and what clone 1 drew after clone 2 stopped is no
-        sibling's output to compare with."""
+        """When clone 1 stopped returning what clone 2 returned: its first
+        sample after the last one they share (-1: they still shared at the
+        end), while clone 2 was still sampling. Each clone ends its loop by
+        its own clock, and what clone 1 drew after clone 2 stopped is no
+        sibling's output to compare with. The first sample they do not
+        share says less: another consumer of the same CPU's crng can take
+        outputs from its chain in one clone and not the other, so an
+        unshared sample can come long before the shared ones end."""
         theirs = {h for _, h in self.two}
-        return next((t for t, h in self.one if h not in theirs and t <= self.span_us), -1)
+        span = self.span_us
+        mine = [(t, h) for t, h in self.one if t <= span]
+        last = max((i for i, (_, h) in enumerate(mine) if h in theirs), default=-1)
+        return mine[last + 1][0] if last + 1 < len(mine) else -1
 
     @property
     def span_us(self):
