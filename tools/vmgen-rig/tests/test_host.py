@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 """Host-side tests: the ABI header and the vmclock emulator (host-test.c),
-the selftests run in-tree on a machine with no vmclock device, and how
-the suite waits for kernels built behind it."""
+the selftests run in-tree on a machine with no vmclock device, how the
+suite waits for kernels built behind it, and where the window tests say
+two clones part."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from vmgen import ktap, rig as R
+from vmgen.observe import Stale
 
 
 def test_abi_and_emulator_unit_tests(build):
@@ -148,3 +150,30 @@ def test_a_kernel_that_fails_to_build_leaves_no_older_build_in_use(tmp_path):
     R.log().section("a failing kernel build", p.stdout + p.stderr)
     assert p.returncode != 0, "the build of variant x did not fail"
     assert not (k / "kernel.conf").exists(), "the earlier build's kernel.conf is still there"
+
+
+def stale(one, two, us=1200000):
+    """A Stale of two clones that each drew len(one|two) samples in @us of
+    guest time, their outputs taken from the lists given."""
+    return Stale([(i * us // len(one), h) for i, h in enumerate(one)],
+                 [(i * us // len(two), h) for i, h in enumerate(two)], [])
+
+
+def test_the_window_does_not_end_where_a_slower_clone_stops():
+    """Clones sample for the same guest time but not at the same rate: a
+    slower clone's last sample is not where they part (the no-driver
+    control failed so, 90% shared and "parted" at 1083 of 1200 ms), nor is
+    the faster clone's first sample its sibling never drew before a reseed
+    both see. The controls: one that draws once more than its sibling
+    still shares; nothing shared parts at once."""
+    outputs = [f"{i:016x}" for i in range(10000)]
+    fresh = [f"{i:016x}" for i in range(10000, 20000)]
+    assert stale(outputs, outputs[:9000]).fresh_after_us == -1
+    assert stale(outputs[:9000], outputs).fresh_after_us == -1
+    assert stale(outputs, outputs[1:]).fresh_after_us == -1
+    assert stale(outputs[1:], outputs).fresh_after_us == -1
+    # Both reseed at 600 ms: sample 5000 of one, 4500 of the other.
+    fast, slow = outputs[:5000] + fresh[:5000], outputs[:4500] + fresh[5000:9500]
+    assert stale(fast, slow).fresh_after_us == 600000
+    assert stale(slow, fast).fresh_after_us == 600000
+    assert stale(fresh[:10], fresh[10:20]).fresh_after_us == 0

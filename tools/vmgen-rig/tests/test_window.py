@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 """The window on a stock kernel: how long a restored clone goes on serving
-the bytes its sibling serves, from the restore to clone 1's first output
-after the last one that clone 2 returns too, in guest time.
+the bytes its sibling serves, from the restore to each clone's first
+output after the last one both return, if both drew more after it, the
+later of the two, in guest time.
 
 One guest per stock kernel counts instructions for time (rig boot
 --icount), so that guest time is the same however loaded the host is. It

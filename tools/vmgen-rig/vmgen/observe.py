@@ -4,6 +4,7 @@
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .rig import GEN_CHANGE, KMSG, PIN, READER, SYSDEV, GuestGone, RigError, check_samples
 
@@ -120,27 +121,36 @@ class Stale:
     two: list
     logs: list		# vmgen_stale's KTAP in each clone
 
-    @property
+    @cached_property
     def shared(self):
         """Clone 1's samples that clone 2 returned too."""
         theirs = {h for _, h in self.two}
         return sum(1 for _, h in self.one if h in theirs)
 
-    @property
+    @staticmethod
+    def parted(mine, theirs):
+        """mine's first sample after the last one theirs also drew, if both
+        drew more after it; -1 if one of them stopped while they shared."""
+        where = {h: i for i, (_, h) in enumerate(theirs)}
+        last = max((i for i, (_, h) in enumerate(mine) if h in where), default=-1)
+        if last + 1 == len(mine) or (last >= 0 and where[mine[last][1]] + 1 == len(theirs)):
+            return -1
+        return mine[last + 1][0]
+
+    @cached_property
     def fresh_after_us(self):
-        """When clone 1 stopped returning what clone 2 returned: its first
-        sample after the last one they share (-1: they still shared at the
-        end), while clone 2 was still sampling. Each clone ends its loop by
-        its own clock, and what clone 1 drew after clone 2 stopped is no
-        sibling's output to compare with. The first sample they do not
-        share says less: another consumer of the same CPU's crng can take
-        outputs from its chain in one clone and not the other, so an
-        unshared sample can come long before the shared ones end."""
-        theirs = {h for _, h in self.two}
-        span = self.span_us
-        mine = [(t, h) for t, h in self.one if t <= span]
-        last = max((i for i, (_, h) in enumerate(mine) if h in theirs), default=-1)
-        return mine[last + 1][0] if last + 1 < len(mine) else -1
+        """When the clones stopped returning each other's output: each
+        clone's first sample after the last one they share, if both drew
+        more after it (-1: they still shared when one of them stopped), and
+        the later of the two. Clones sample for the same guest time, not at
+        the same rate (whatever else runs on a sampler's CPU takes calls
+        from it): the faster clone's last samples, and after a reseed its
+        first unshared ones, can be output its sibling never reached. The
+        first sample they do not share says less: another consumer of the
+        same CPU's crng can take outputs from its chain in one clone and not
+        the other, so an unshared sample can come long before the shared
+        ones end."""
+        return max(self.parted(self.one, self.two), self.parted(self.two, self.one))
 
     @property
     def span_us(self):
