@@ -81,23 +81,41 @@ static int write_all(int fd, const char *s, size_t len)
 	return 0;
 }
 
-/* Read until @needle shows up after @from; 0 found, -1 error, 1 timeout. */
+/* Where @needle first is in @b from offset @from on; NULL if it is not. */
+static char *find(const struct buf *b, size_t from, const char *needle)
+{
+	if (!b->data || from > b->len)
+		return NULL;
+	return memmem(b->data + from, b->len - from, needle, strlen(needle));
+}
+
+/*
+ * Read until @needle shows up after @from; 0 found, -1 error, 1 timeout.
+ * What the guest prints is bytes, NULs included: every search is bounded
+ * by the length read, never by a NUL.
+ */
 static int read_until(int fd, struct buf *b, const char *needle, size_t from,
 		      long long deadline)
 {
-	while (!b->data || !memmem(b->data + from, b->len - from, needle,
-				   strlen(needle))) {
+	while (!find(b, from, needle)) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		long long left = deadline - now_ms();
+		char *more;
 		ssize_t n;
 
 		if (left <= 0)
 			return 1;
-		if (poll(&p, 1, (int)left) <= 0)
-			continue;
-		b->data = realloc(b->data, b->len + CHUNK + 1);
-		if (!b->data)
+		n = poll(&p, 1, (int)left);
+		if (n < 0 && errno != EINTR) {
+			fprintf(stderr, "rigctl: poll: %s\n", strerror(errno));
 			return -1;
+		}
+		if (n <= 0)
+			continue;
+		more = realloc(b->data, b->len + CHUNK + 1);
+		if (!more)
+			return -1;
+		b->data = more;
 		n = read(fd, b->data + b->len, CHUNK);
 		if (n <= 0) {
 			fprintf(stderr, "rigctl: connection closed\n");
@@ -136,8 +154,8 @@ static int hmp(int fd, const char *cmd)
 	long long deadline = now_ms() + timeout_ms;
 	static const char prompt[] = "(qemu) ";
 	struct buf b = { 0 };
+	char *answer, *close_at;
 	size_t start;
-	char *answer;
 	int ret;
 
 	ret = read_until(fd, &b, prompt, 0, deadline);
@@ -152,11 +170,10 @@ static int hmp(int fd, const char *cmd)
 	if (ret)
 		goto out;
 	/* Skip the echoed command line; drop the closing prompt. */
-	answer = strstr(b.data + start, "\r\n");
-	answer = answer ? answer + 2 : b.data + start;
-	*(char *)memmem(answer, b.len - (size_t)(answer - b.data), prompt,
-			strlen(prompt)) = '\0';
-	for (char *p = answer; *p; p++)
+	close_at = find(&b, start, prompt);
+	answer = find(&b, start, "\r\n");
+	answer = answer && answer < close_at ? answer + 2 : b.data + start;
+	for (char *p = answer; p < close_at; p++)
 		if (*p != '\r')
 			putchar(*p);
 out:
@@ -184,18 +201,17 @@ static int agent_exec(int fd, const char *cmd)
 	if (!ret)
 		ret = read_until(fd, &b, end, 0, deadline);
 	if (!ret)
-		ret = read_until(fd, &b, "\n", (size_t)(strstr(b.data, end) -
-							 b.data) + strlen(end),
-				 deadline);
+		ret = read_until(fd, &b, "\n", (size_t)(find(&b, 0, end) - b.data) +
+				 strlen(end), deadline);
 	if (ret) {
 		if (ret > 0)
 			fprintf(stderr, "rigctl: guest timed out on '%s'\n", cmd);
 		free(b.data);
 		return ret > 0 ? EXIT_TIMEOUT : EXIT_FAILURE;
 	}
-	out = strstr(b.data, begin);
-	tail = strstr(b.data, end);
-	if (out && out < tail) {
+	out = find(&b, 0, begin);
+	tail = find(&b, 0, end);
+	if (out && out + strlen(begin) <= tail) {
 		out += strlen(begin);
 		fwrite(out, 1, (size_t)(tail - out), stdout);
 		rc = atoi(tail + strlen(end));

@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: GPL-2.0
 """Host-side tests: the ABI header and the vmclock emulator (host-test.c),
 the selftests run in-tree on a machine with no vmclock device, how the
-suite waits for kernels built behind it, and where the window tests say
-two clones part."""
+suite waits for kernels built behind it, rigctl, and where the window
+tests say two clones part."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from vmgen import ktap, rig as R
@@ -177,3 +179,36 @@ def test_the_window_does_not_end_where_a_slower_clone_stops():
     assert stale(fast, slow).fresh_after_us == 600000
     assert stale(slow, fast).fresh_after_us == 600000
     assert stale(fresh[:10], fresh[10:20]).fresh_after_us == 0
+
+def rigctl_exec(build, path, answer):
+    """rigctl exec against a fake guest agent listening on @path that
+    answers @answer, with ID standing for the request's tag; rigctl's exit
+    status and output."""
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(1)
+    srv.settimeout(30)
+
+    def agent():
+        c, _ = srv.accept()
+        with c:
+            c.sendall(answer.replace(b"ID", c.recv(4096).split()[0]))
+
+    t = threading.Thread(target=agent)
+    t.start()
+    p = subprocess.run([build / "rig" / "rigctl", "--timeout", "10", "exec", path, "cat x"],
+                       capture_output=True, timeout=30)
+    t.join(30)
+    srv.close()
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_rigctl_passes_on_whatever_bytes_the_guest_prints(build, tmp_path):
+    """rig exec prints a command's output as the guest agent sent it, NUL
+    bytes included (cat of a /proc cmdline), with its status: it crashed
+    on the first NUL. An answer whose markers overlap (a byte lost on the
+    UART) is refused, not read past."""
+    assert rigctl_exec(build, tmp_path / "1.sock", b"@@VMGEN-BEGIN ID\na\0b\n@@VMGEN-END ID 3\n") \
+        == (3, b"a\0b", b"")
+    rc, out, err = rigctl_exec(build, tmp_path / "2.sock", b"@@VMGEN-BEGIN ID\n@@VMGEN-END ID 0\n")
+    assert (rc, out, err) == (1, b"", b"rigctl: garbled answer from guest\n")
