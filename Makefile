@@ -179,8 +179,11 @@ dkms_ko = $(firstword $(wildcard $(foreach z,.ko .ko.xz .ko.zst,\
 # With MUTANT=NAME, the folder is mutant-NAME.stock-BASE: the same files,
 # the driver (DKMS's copy too) broken by NAME.patch.
 kname = $(if $(MUTANT),mutant-$(MUTANT).)$(1)
+# Each kernel target first drops KERNEL's kernel.conf, which the suite
+# reads as "built": a build that fails leaves no earlier build to test.
+forget = rm -f $(O)/kernels/$(call kname,$(1))/kernel.conf
 kernel-stock-%: $(RIG_TOOLS)
-	rm -f $(O)/kernels/$(call kname,stock-$*)/kernel.conf
+	$(call forget,stock-$*)
 	$(MAKE) module test-modules KDIR=/lib/modules/$(skver)/build MOD=$(O)/module-$* \
 	    TESTMOD=$(O)/test-modules-$* MUTANT=
 	$(if $(MUTANT),$(MAKE) module KDIR=/lib/modules/$(skver)/build \
@@ -202,7 +205,7 @@ tkver = $(shell tools/vmgen-rig/kernel.sh version trixie-$*)
 KRUN_D13 = $(D13) run $(VMGEN_CACHE) $(CURDIR)
 tmod = $(if $(MUTANT),$(O)/mutants/$(call kname,stock-trixie-$*),$(O)/module-trixie-$*)
 kernel-stock-trixie-%: $(RIG_TOOLS) deb-modules
-	rm -f $(O)/kernels/$(call kname,stock-trixie-$*)/kernel.conf
+	$(call forget,stock-trixie-$*)
 	$(MAKE) module KDIR=/usr/src/linux-headers-$(tkver) MOD=$(tmod) KRUN="$(KRUN_D13)"
 	$(RIG_MAKE) kernel NAME=$(call kname,stock-trixie-$*) BASE=trixie-$* DRIVER=module \
 	    PATCHED=0 DEBUG=0 USERSPACE=trixie KVER=$(tkver) \
@@ -221,7 +224,7 @@ kmutant = $(if $(MUTANT),$(if $(shell grep -l '^+++ b/drivers/virt/' \
 	  tools/vmgen-rig/mutants/$(MUTANT).patch),,$(CURDIR)/tools/vmgen-rig/mutants/$(MUTANT).patch))
 dmutant = $(if $(MUTANT),$(if $(kmutant),,1))
 kernel-patched-%: $(RIG_TOOLS)
-	rm -f $(O)/kernels/$(call kname,patched-$*)/kernel.conf
+	$(call forget,patched-$*)
 	obj=$$(tools/kernel-tree/build.sh $(pbase) $(pvar) $(VMGEN_CACHE) $(kmutant)) && \
 	$(if $(dmutant),$(MAKE) module KDIR=$$obj MOD=$(O)/mutants/$(call kname,patched-$*) && ) \
 	$(RIG_MAKE) kernel NAME=$(call kname,patched-$*) BASE=$(pbase) PATCHED=1 DEBUG=1 \

@@ -180,6 +180,7 @@ def test_the_window_does_not_end_where_a_slower_clone_stops():
     assert stale(slow, fast).fresh_after_us == 600000
     assert stale(fresh[:10], fresh[10:20]).fresh_after_us == 0
 
+
 def rigctl_exec(build, path, answer):
     """rigctl exec against a fake guest agent listening on @path that
     answers @answer, with ID standing for the request's tag; rigctl's exit
