@@ -25,9 +25,10 @@
  *                                    generation changes or MS ms pass, then
  *                                    sample
  *   vmgen-reader --big-read MB [--path getrandom|urandom]
- *                                    read MB megabytes per call until one
- *                                    call spans a move of the counter, then
- *                                    print a hash of that call's last 64 KB
+ *                                    read MB megabytes in one call that
+ *                                    waits near its end, print "waiting",
+ *                                    and once the counter moves, a hash of
+ *                                    the call's last 64 KB (see big_read())
  *   vmgen-reader --reseed            force a crng reseed now (root), exit
  *   vmgen-reader --quiesce OFFSET    wait for 4 s of uptime, reseed, then, if
  *                                    OFFSET >= 0, wait until the kernel
@@ -53,8 +54,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <linux/random.h>
+#include <linux/userfaultfd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +66,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -277,40 +281,91 @@ static const char *wait_for_restore(char *paths)
 	return list[c % n];
 }
 
+/* The part of a big read's buffer whose page faults wait for a restore. */
+struct big_tail {
+	const volatile struct vmclock_abi *clk;
+	unsigned long long c0;
+	unsigned long start, len;
+	int uffd;
+};
+
 /*
- * One read() or getrandom() call of @mb megabytes after another, the counter
- * read raw before and after each, until a call spans a move: a snapshot
- * was taken while the kernel generated that call's bytes, and this guest is
- * a restored copy. Print an FNV-1a hash of the call's last 64 KB, generated
- * after the restore: two clones must differ there.
+ * Wait for the kernel's copy to fault in the tail, say so on stdout, wait
+ * for the counter to move, then let the copy go on. On an error, the
+ * process exits from here: the call would otherwise wait for good.
+ */
+static void *big_tail_wait(void *arg)
+{
+	const struct timespec tick = { .tv_nsec = 1000000 };
+	struct big_tail *t = arg;
+	struct uffdio_copy copy = { .dst = t->start, .len = t->len };
+	struct uffd_msg msg;
+	void *zero = calloc(1, t->len);
+
+	if (!zero || read(t->uffd, &msg, sizeof(msg)) != sizeof(msg) ||
+	    msg.event != UFFD_EVENT_PAGEFAULT)
+		goto fail;
+	printf("waiting\n");
+	fflush(stdout);
+	while (le64toh(t->clk->vm_generation_counter) == t->c0)
+		nanosleep(&tick, NULL);
+	copy.src = (unsigned long)zero;
+	if (!ioctl(t->uffd, UFFDIO_COPY, &copy))
+		return NULL;
+fail:
+	fprintf(stderr, "vmgen-reader: big-read: tail: %s\n", strerror(errno));
+	exit(EXIT_FAILURE);
+}
+
+/*
+ * One read() or getrandom() call of @mb megabytes, certain to be in the
+ * middle of generating its bytes when the VM is saved: the copy into the
+ * buffer's last TAIL_BYTES and the page before them waits in a userfaultfd
+ * page fault until the counter moves, so this guest is then a restored
+ * copy. The kernel made the block that faulted before the save; everything
+ * after that page, the last TAIL_BYTES, it makes after the restore, and
+ * two clones must differ there. Prints "waiting" once the call waits, then
+ * an FNV-1a hash of those bytes.
  */
 static int big_read(long mb, const char *path)
 {
-	const volatile struct vmclock_abi *clk = map_vmclock();
-	size_t len = (size_t)mb << 20, got;
-	unsigned long long c0, h = 0xcbf29ce484222325ULL;
-	unsigned char *buf = malloc(len);
+	size_t len = (size_t)mb << 20, page = (size_t)sysconf(_SC_PAGESIZE);
+	struct big_tail t = { .clk = map_vmclock(), .len = TAIL_BYTES + page };
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	unsigned long long h = 0xcbf29ce484222325ULL;
+	unsigned char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	pthread_t waiter;
+	size_t i;
 	ssize_t n;
 
-	if (!clk || !buf || fd < 0) {
+	t.uffd = (int)syscall(__NR_userfaultfd, O_CLOEXEC);
+	t.start = (unsigned long)buf + len - t.len;
+	reg.range.start = t.start;
+	reg.range.len = t.len;
+	if (!t.clk || buf == MAP_FAILED || fd < 0 || t.uffd < 0 ||
+	    ioctl(t.uffd, UFFDIO_API, &api) || ioctl(t.uffd, UFFDIO_REGISTER, &reg)) {
 		fprintf(stderr, "vmgen-reader: big-read: %s\n",
-			clk ? strerror(errno) : "no vmclock page");
+			t.clk ? strerror(errno) : "no vmclock page");
 		return -1;
 	}
-	do {
-		c0 = le64toh(clk->vm_generation_counter);
-		for (got = 0; got < len; got += (size_t)n) {
-			n = path[0] == 'g' ? getrandom(buf + got, len - got, 0) :
-					     read(fd, buf + got, len - got);
-			if (n <= 0)
-				return -1;
-			if (got == 0 && (size_t)n != len)
-				fprintf(stderr, "vmgen-reader: short first read (%zd)\n", n);
-		}
-	} while (le64toh(clk->vm_generation_counter) == c0);
-	for (got = len - TAIL_BYTES; got < len; got++)
-		h = (h ^ buf[got]) * 0x100000001b3ULL;
+	t.c0 = le64toh(t.clk->vm_generation_counter);
+	errno = pthread_create(&waiter, NULL, big_tail_wait, &t);
+	if (errno) {
+		fprintf(stderr, "vmgen-reader: big-read: %s\n", strerror(errno));
+		return -1;
+	}
+	n = path[0] == 'g' ? getrandom(buf, len, 0) : read(fd, buf, len);
+	if (n != (ssize_t)len) {
+		fprintf(stderr, "vmgen-reader: big-read: %zd of %zu bytes: %s\n",
+			n, len, n < 0 ? strerror(errno) : "short read");
+		return -1;
+	}
+	pthread_join(waiter, NULL);
+	for (i = len - TAIL_BYTES; i < len; i++)
+		h = (h ^ buf[i]) * 0x100000001b3ULL;
 	printf("%016llx\n", h);
 	return 0;
 }
