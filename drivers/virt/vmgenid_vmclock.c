@@ -335,8 +335,8 @@ static void vmclock_gen_uevent(struct vmclock_gen *vg)
 	/* The variable vmgenid sent in 6.8, our counter, the terminator. */
 	char *envp[3] = { "NEW_VMGENID=1", genvar, NULL };
 
-	snprintf(genvar, sizeof(genvar), "VMCLOCK_GENERATION=%lld",
-		 atomic64_read(&vg->generation));
+	snprintf(genvar, sizeof(genvar), "VMCLOCK_GENERATION=%llu",
+		 (u64)atomic64_read(&vg->generation));
 	kobject_uevent_env(&vg->dev->kobj, KOBJ_CHANGE, envp);
 	vg->uevent_due = false;
 	vg->next_uevent = jiffies + msecs_to_jiffies(VMCLOCK_UEVENT_GAP_MS);
@@ -829,7 +829,7 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	if (!vmclock_gen_cpu_rng())
 		dev_warn(dev, "no CPU RNG: clones of one snapshot are told apart only by the cycle counter at each reseed and what the hypervisor writes for each restore\n");
 	dev_info(dev, "%s: VM generation %llu, %s mode, reseed via %s\n",
-		 dev_name(vg->owner), atomic64_read(&vg->generation),
+		 dev_name(vg->owner), (u64)atomic64_read(&vg->generation),
 		 vg->notify ? "notify" : "poll",
 		 vg->sync ? "random.c generation check" :
 		 vg->add_vmfork ? "add_vmfork_randomness" :

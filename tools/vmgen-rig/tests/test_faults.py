@@ -202,6 +202,17 @@ class TestFaults(GuestTests):
         assert 1 <= u <= STORM_S + 2, f"{u} uevents (bound {STORM_S + 2})"
         costs_at_most(runs)
 
+    def test_a_counter_past_2_to_the_63(self, f):
+        """The uevent names the counter as sysfs does: unsigned, in decimal."""
+        big = 2**63 + 5
+        fresh(f, "--counter", str(big))
+        load(f)
+        f.page("bump")
+        f.page("ring")
+        f.wait("the restore to be acted on", lambda: restores(f) == 1, timeout=5)
+        got = (f.attr("generation"), uevents(f))
+        assert got == (str(big + 1), [big + 1]), f"generation, uevents = {got}"
+
     def test_doorbell_storm_10000_per_second(self, f):
         """A storm with a change in the middle of it: one reseed and one
         uevent, for the change alone, and a reader asleep in poll() on
