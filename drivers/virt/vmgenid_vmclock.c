@@ -81,7 +81,7 @@ struct vmclock_gen {
 	struct file *urandom;
 
 	struct delayed_work work;	/* every check runs here */
-	unsigned long next_check;	/* jiffies: VMCLOCK_RESEED_GAP_MS */
+	unsigned long next_check;	/* jiffies: no check before */
 	wait_queue_head_t wait;		/* /dev/vmclock0 pollers */
 
 	/* Written under lock, read by sysfs: whole even on 32-bit. */
@@ -355,6 +355,23 @@ static unsigned long vmclock_gen_until(unsigned long next, unsigned int gap_ms)
 	return min(next - now, msecs_to_jiffies(gap_ms));
 }
 
+/* Jiffies until the next check may run, whatever wakes it. */
+static unsigned long vmclock_gen_wait(struct vmclock_gen *vg)
+{
+	return vmclock_gen_until(READ_ONCE(vg->next_check),
+				 max_t(unsigned int, READ_ONCE(poll_interval_ms),
+				       VMCLOCK_RESEED_GAP_MS));
+}
+
+/* No check for @ms: a kick waits too, so a storm cannot hurry a retry. */
+static unsigned long vmclock_gen_defer(struct vmclock_gen *vg, unsigned int ms)
+{
+	unsigned long delay = msecs_to_jiffies(ms);
+
+	WRITE_ONCE(vg->next_check, jiffies + delay);
+	return delay;
+}
+
 /*
  * Called with lock held. One change of the counter gives one reseed, then
  * one uevent, however many notifications and polls see it; a value the crng
@@ -365,33 +382,40 @@ static unsigned long vmclock_gen_check(struct vmclock_gen *vg)
 {
 	unsigned int poll_ms = READ_ONCE(poll_interval_ms);
 	unsigned long next = msecs_to_jiffies(vg->notify ? VMCLOCK_BACKSTOP_MS : poll_ms);
+	unsigned long wait = vmclock_gen_wait(vg);
 	struct vmclock_abi snap = { };
 	u64 generation;
+	bool changed;
 	int ret;
 
+	if (wait)
+		return wait;
 	if (vmclock_gen_read(vg, &snap, 0, vg->len, VMCLOCK_CHECK_WAIT_MS) < 0) {
 		if (!vg->stuck)
 			dev_warn(vg->dev, "seq_count stays odd; retrying every %u ms\n", poll_ms);
 		vg->stuck = true;
-		return msecs_to_jiffies(poll_ms);
+		return vmclock_gen_defer(vg, poll_ms);
 	}
 	if (vg->stuck)
 		dev_info(vg->dev, "seq_count is even again\n");
 	vg->stuck = false;
 
 	generation = le64_to_cpu(snap.vm_generation_counter);
-	if (generation != atomic64_read(&vg->generation)) {
-		WRITE_ONCE(vg->next_check,
-			   jiffies + msecs_to_jiffies(VMCLOCK_RESEED_GAP_MS));
+	changed = generation != atomic64_read(&vg->generation);
+	/* failed: a change, or the probe, still waits for its reseed. */
+	if (changed || vg->failed) {
+		vmclock_gen_defer(vg, VMCLOCK_RESEED_GAP_MS);
 		ret = vmclock_gen_reseed(vg, &snap);
 		if (ret) {
 			if (!vg->failed)
 				dev_warn(vg->dev, "VM generation %llu: crng not reseeded (%pe); retrying every %u ms\n",
 					 generation, ERR_PTR(ret), poll_ms);
 			vg->failed = true;
-			return msecs_to_jiffies(poll_ms);
+			return vmclock_gen_defer(vg, poll_ms);
 		}
 		vg->failed = false;
+	}
+	if (changed) {
 		atomic64_set(&vg->generation, generation);
 		atomic64_inc(&vg->restores);
 		vg->uevent_due = true;
@@ -400,9 +424,7 @@ static unsigned long vmclock_gen_check(struct vmclock_gen *vg)
 		sysfs_notify(&vg->dev->kobj, NULL, "generation");
 	}
 	if (vg->uevent_due) {
-		unsigned long wait = vmclock_gen_until(vg->next_uevent,
-						       VMCLOCK_UEVENT_GAP_MS);
-
+		wait = vmclock_gen_until(vg->next_uevent, VMCLOCK_UEVENT_GAP_MS);
 		if (!wait)
 			vmclock_gen_uevent(vg);
 		else
@@ -430,12 +452,10 @@ static void vmclock_gen_work(struct work_struct *work)
 		queue_delayed_work(vmclock_gen_wq, &vg->work, next);
 }
 
-/* Check now, or at the end of the gap after the last change. */
+/* Check now, or once the last check's wait is over. */
 static void vmclock_gen_kick(struct vmclock_gen *vg)
 {
-	mod_delayed_work(vmclock_gen_wq, &vg->work,
-			 vmclock_gen_until(READ_ONCE(vg->next_check),
-					   VMCLOCK_RESEED_GAP_MS));
+	mod_delayed_work(vmclock_gen_wq, &vg->work, vmclock_gen_wait(vg));
 }
 
 /*
@@ -813,8 +833,10 @@ static int vmclock_gen_probe(struct platform_device *pdev)
 	 * ENODATA: the crng is not ready yet, so no key to replace either.
 	 */
 	ret = vmclock_gen_reseed(vg, &snap);
-	if (ret && ret != -ENODATA)
-		dev_warn(dev, "crng not reseeded at probe: %pe\n", ERR_PTR(ret));
+	vg->failed = ret && ret != -ENODATA;
+	if (vg->failed)
+		dev_warn(dev, "crng not reseeded at probe (%pe); retrying every %u ms\n",
+			 ERR_PTR(ret), poll_interval_ms);
 
 	ret = devm_add_action_or_reset(dev, vmclock_gen_stop_work, vg);
 	if (!ret && vg->notify)

@@ -202,6 +202,17 @@ class TestFaults(GuestTests):
         assert 1 <= u <= STORM_S + 2, f"{u} uevents (bound {STORM_S + 2})"
         costs_at_most(runs)
 
+    def test_counter_flapping_in_poll_mode_every_10_ms(self, f):
+        """Polls more often than the reseed gap do not reseed more often."""
+        fresh(f, "--no-notify")
+        f.sh(f"insmod {KO} poll_interval_ms=10")
+        f.page("flap", "--rate", "1000", "--seconds", str(STORM_S))
+        final = f.counter()
+        f.wait("the driver to settle on the final counter",
+               lambda: f.attr("generation") == str(final), timeout=5)
+        r, bound = restores(f), STORM_S * 1000 // 50 + 2
+        assert 1 <= r <= bound, f"{r} reseeds for {STORM_S * 1000} flaps (bound {bound})"
+
     def test_a_counter_past_2_to_the_63(self, f):
         """The uevent names the counter as sysfs does: unsigned, in decimal."""
         big = 2**63 + 5
