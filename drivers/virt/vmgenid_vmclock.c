@@ -508,7 +508,7 @@ static void vmclock_gen_stop_work(void *data)
  * detector, for one), as ptp_vmclock offers it: read() a consistent copy
  * under seq_count, mmap() the page read-only, poll() for a change of
  * seq_count since this file last read, or POLLHUP if the hypervisor does
- * not notify. Offered only while no driver is bound to the vmclock device,
+ * not notify or the device is gone. Offered only while no driver is bound to the vmclock device,
  * and withdrawn when one binds, before its probe registers its own.
  */
 struct vmclock_gen_file {
@@ -523,6 +523,8 @@ static ssize_t vmclock_gen_misc_read(struct file *fp, char __user *buf,
 	void *copy;
 	s64 seq;
 
+	if (READ_ONCE(fst->vg->gone))
+		return -ENODEV;
 	if (*ppos >= PAGE_SIZE)
 		return 0;
 	count = min_t(size_t, count, PAGE_SIZE - *ppos);
@@ -545,6 +547,8 @@ static __poll_t vmclock_gen_misc_poll(struct file *fp, poll_table *wait)
 	struct vmclock_gen_file *fst = fp->private_data;
 	const struct vmclock_abi *clk = fst->vg->clk;
 
+	if (READ_ONCE(fst->vg->gone))
+		return EPOLLHUP | EPOLLERR;
 	/* No notification will ever come: say so rather than sleep. */
 	if (!(le64_to_cpu(READ_ONCE(clk->flags)) & VMCLOCK_FLAG_NOTIFICATION_PRESENT))
 		return EPOLLHUP;
@@ -569,6 +573,8 @@ static int vmclock_gen_misc_mmap(struct file *fp, struct vm_area_struct *vma)
 {
 	struct vmclock_gen_file *fst = fp->private_data;
 
+	if (READ_ONCE(fst->vg->gone))
+		return -ENODEV;
 	if ((vma->vm_flags & (VM_READ | VM_WRITE)) != VM_READ)
 		return -EROFS;
 	if (vma->vm_end - vma->vm_start != PAGE_SIZE || vma->vm_pgoff)
@@ -985,8 +991,10 @@ static void vmclock_gen_detach(struct vmclock_gen *vg)
 	vmclock_gen_unlisten(vg);
 	mutex_lock(&vg->lock);
 	vmclock_gen_offer(vg, false);
-	vg->gone = true;
+	/* Files still open read ENODEV from now on; pollers hear POLLHUP. */
+	WRITE_ONCE(vg->gone, true);
 	mutex_unlock(&vg->lock);
+	wake_up_interruptible(&vg->wait);
 	cancel_delayed_work_sync(&vg->work);
 	dev_warn(vg->dev, "%s is gone: no longer watching it\n", dev_name(vg->owner));
 }
