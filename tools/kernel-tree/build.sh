@@ -69,7 +69,16 @@ comm -23 <(sort "$src/.vmgen") "$stage.list" | while read -r f; do
 done
 mv "$stage.list" "$src/.vmgen"
 
-# check_config: every option the fragment sets must be set so.
+# configure DIR: allnoconfig plus the fragment in build folder DIR, and
+# every option the fragment sets must be set so. A result identical to the
+# last one leaves every object as it is.
+configure() {
+	{ cat "$here/config.fragment"; echo "CONFIG_VMGENID_VMCLOCK=$v"; } >"$1/vmgen.fragment"
+	make -s -C "$src" O="$1" KCONFIG_ALLCONFIG="$1/vmgen.fragment" allnoconfig >&2
+	check_config "$1"
+}
+
+# check_config DIR: every option the fragment sets is set so in DIR.
 check_config() {
 	local line missing=0
 	while IFS= read -r line; do
@@ -77,20 +86,16 @@ check_config() {
 		CONFIG_*=*|"# CONFIG_"*" is not set") ;;
 		*) continue ;;
 		esac
-		if ! grep -qxF "$line" "$obj/.config"; then
+		if ! grep -qxF "$line" "$1/.config"; then
 			echo "build: '$line' did not stick" >&2
 			missing=1
 		fi
-	done <"$1"
+	done <"$1/vmgen.fragment"
 	return $missing
 }
 
 mkdir -p "$obj"
-{ cat "$here/config.fragment"; echo "CONFIG_VMGENID_VMCLOCK=$v"; } >"$obj/vmgen.fragment"
-# allnoconfig rewrites .config; a result identical to the last one
-# leaves every object as it is.
-make -s -C "$src" O="$obj" KCONFIG_ALLCONFIG="$obj/vmgen.fragment" allnoconfig >&2
-check_config "$obj/vmgen.fragment"
+configure "$obj"
 echo "build: linux-$base =$v in $obj ($(nproc) jobs)" >&2
 make -s -C "$src" O="$obj" -j"$(nproc)" bzImage modules >&2
 make -s --no-print-directory -C "$src" O="$obj" kernelrelease >"$obj/.release"
@@ -106,6 +111,8 @@ if [ -n "$mutant" ]; then
 	done
 	trap 'for f in "${hit[@]}"; do cp -p "$keep/$f" "$src/$f"; done; rm -rf "$stage" "$keep"' EXIT
 	patch -d "$src" -p1 --batch --forward -s <"$mutant"
+	# A copy made before the fragment last changed must follow it too.
+	configure "$mobj"
 	echo "build: linux-$base =$v with $(basename "$mutant") in $mobj" >&2
 	make -s -C "$src" O="$mobj" -j"$(nproc)" bzImage modules >&2
 	obj=$mobj
