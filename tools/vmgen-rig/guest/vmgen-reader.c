@@ -301,8 +301,12 @@ static void *big_tail_wait(void *arg)
 	struct uffdio_copy copy = { .dst = t->start, .len = t->len };
 	struct uffd_msg msg;
 	void *zero = calloc(1, t->len);
+	const char *why = "out of memory";
 
-	if (!zero || read(t->uffd, &msg, sizeof(msg)) != sizeof(msg) ||
+	if (!zero)
+		goto fail;
+	why = "no page fault";
+	if (read(t->uffd, &msg, sizeof(msg)) != sizeof(msg) ||
 	    msg.event != UFFD_EVENT_PAGEFAULT)
 		goto fail;
 	printf("waiting\n");
@@ -310,10 +314,11 @@ static void *big_tail_wait(void *arg)
 	while (le64toh(t->clk->vm_generation_counter) == t->c0)
 		nanosleep(&tick, NULL);
 	copy.src = (unsigned long)zero;
+	why = "UFFDIO_COPY failed";
 	if (!ioctl(t->uffd, UFFDIO_COPY, &copy))
 		return NULL;
 fail:
-	fprintf(stderr, "vmgen-reader: big-read: tail: %s\n", strerror(errno));
+	fprintf(stderr, "vmgen-reader: big-read: tail: %s\n", why);
 	exit(EXIT_FAILURE);
 }
 
@@ -325,7 +330,9 @@ fail:
  * copy. The kernel made the block that faulted before the save; everything
  * after that page, the last TAIL_BYTES, it makes after the restore, and
  * two clones must differ there. Prints "waiting" once the call waits, then
- * an FNV-1a hash of those bytes.
+ * an FNV-1a hash of those bytes. getrandom() is the system call, not a vDSO
+ * that a newer libc might use, and a fault in the kernel's copy reaches
+ * userfaultfd only for root (CAP_SYS_PTRACE).
  */
 static int big_read(long mb, const char *path)
 {
@@ -357,10 +364,10 @@ static int big_read(long mb, const char *path)
 		fprintf(stderr, "vmgen-reader: big-read: %s\n", strerror(errno));
 		return -1;
 	}
-	n = path[0] == 'g' ? getrandom(buf, len, 0) : read(fd, buf, len);
+	n = path[0] == 'g' ? syscall(SYS_getrandom, buf, len, 0) : read(fd, buf, len);
 	if (n != (ssize_t)len) {
-		fprintf(stderr, "vmgen-reader: big-read: %zd of %zu bytes: %s\n",
-			n, len, n < 0 ? strerror(errno) : "short read");
+		fprintf(stderr, "vmgen-reader: big-read: %zd of %zu bytes%s%s\n",
+			n, len, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
 		return -1;
 	}
 	pthread_join(waiter, NULL);
