@@ -508,8 +508,9 @@ static void vmclock_gen_stop_work(void *data)
  * detector, for one), as ptp_vmclock offers it: read() a consistent copy
  * under seq_count, mmap() the page read-only, poll() for a change of
  * seq_count since this file last read, or POLLHUP if the hypervisor does
- * not notify or the device is gone. Offered only while no driver is bound to the vmclock device,
- * and withdrawn when one binds, before its probe registers its own.
+ * not notify or the device is gone. Offered only while no driver is bound
+ * to the vmclock device, and withdrawn when one binds, before its probe
+ * registers its own.
  */
 struct vmclock_gen_file {
 	struct vmclock_gen *vg;
@@ -547,12 +548,13 @@ static __poll_t vmclock_gen_misc_poll(struct file *fp, poll_table *wait)
 	struct vmclock_gen_file *fst = fp->private_data;
 	const struct vmclock_abi *clk = fst->vg->clk;
 
+	/* Queued first: detaching sets gone, then wakes the queue. */
+	poll_wait(fp, &fst->vg->wait, wait);
 	if (READ_ONCE(fst->vg->gone))
 		return EPOLLHUP | EPOLLERR;
 	/* No notification will ever come: say so rather than sleep. */
 	if (!(le64_to_cpu(READ_ONCE(clk->flags)) & VMCLOCK_FLAG_NOTIFICATION_PRESENT))
 		return EPOLLHUP;
-	poll_wait(fp, &fst->vg->wait, wait);
 	if (atomic_read(&fst->seq) != le32_to_cpu(READ_ONCE(clk->seq_count)))
 		return EPOLLIN | EPOLLRDNORM;
 	return 0;
