@@ -15,7 +15,6 @@ could not see stale output on that path.
 """
 
 import re
-import time
 
 import pytest
 
