@@ -126,6 +126,18 @@ def costs_at_most(runs):
         assert r["delivered"] > 0, f"{kind}: the storm delivered no notification"
 
 
+def settles_within_the_reseed_gap(g):
+    """After STORM_S seconds of a counter flapping 1000 times a second, the
+    driver settles on the final counter, with one reseed per 50 ms gap at
+    most, plus the first. Returns the final counter."""
+    final = g.counter()
+    g.wait("the driver to settle on the final counter",
+           lambda: g.attr("generation") == str(final), timeout=5)
+    r, bound = restores(g), STORM_S * 1000 // 50 + 2
+    assert 1 <= r <= bound, f"{r} reseeds for {STORM_S * 1000} flaps (bound {bound})"
+    return final
+
+
 def last_line(g, path):
     return g.sh(f"tail -n 1 {path} 2>/dev/null; true")
 
@@ -188,12 +200,7 @@ class TestFaults(GuestTests):
 
     def test_counter_flapping_1000_per_second(self, f):
         runs = storm_thrice(f, "flap", "--rate", "1000", "--seconds", str(STORM_S), "--ring")
-        final = f.counter()
-        f.wait("the driver to settle on the final counter",
-               lambda: f.attr("generation") == str(final), timeout=5)
-        # One reseed per 50 ms gap at most, plus the first.
-        r, bound = restores(f), STORM_S * 1000 // 50 + 2
-        assert 1 <= r <= bound, f"{r} reseeds for {STORM_S * 1000} flaps (bound {bound})"
+        final = settles_within_the_reseed_gap(f)
         # One uevent a second at most, plus the first; the last names the
         # final counter.
         f.wait("the last uevent to name the final counter",
@@ -207,11 +214,7 @@ class TestFaults(GuestTests):
         fresh(f, "--no-notify")
         f.sh(f"insmod {KO} poll_interval_ms=10")
         f.page("flap", "--rate", "1000", "--seconds", str(STORM_S))
-        final = f.counter()
-        f.wait("the driver to settle on the final counter",
-               lambda: f.attr("generation") == str(final), timeout=5)
-        r, bound = restores(f), STORM_S * 1000 // 50 + 2
-        assert 1 <= r <= bound, f"{r} reseeds for {STORM_S * 1000} flaps (bound {bound})"
+        settles_within_the_reseed_gap(f)
 
     def test_a_counter_past_2_to_the_63(self, f):
         """The uevent names the counter as sysfs does: unsigned, in decimal."""
